@@ -1,0 +1,7 @@
+#include "runtime/kernel_registry.hpp"
+
+namespace llmc::runtime {
+
+void register_onnx_ops(KernelTable&) {}
+
+}  // namespace llmc::runtime
