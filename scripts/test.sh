@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: the Release build's tests (unit, conformance, e2e on real models),
+# then the unit and conformance tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Expects scripts/setup.sh to have run (dependencies, models, build/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ctest --test-dir build --output-on-failure -j2
+
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLLMC_SANITIZE=ON -DLLMC_CUDA=OFF \
+  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >/dev/null
+cmake --build build-asan -j"$(nproc)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j2 -L 'unit'
