@@ -7,6 +7,8 @@
 
 #include <cxxopts.hpp>
 
+#include "runtime/ir/error.hpp"
+
 namespace llmc::cli {
 
 // A progress bar on stderr, drawn only when stderr is a terminal.

@@ -4,8 +4,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "formats/gguf.hpp"
+#include "formats/gguf_llama.hpp"
 #include "formats/hf_config.hpp"
 #include "formats/mapped_file.hpp"
+#include "formats/onnx.hpp"
 #include "formats/safetensors.hpp"
 #include "runtime/builders/builders.hpp"
 
@@ -56,6 +59,8 @@ std::string kind_name(ModelKind k) {
 Model build_from_config(const json& config, std::map<std::string, Tensor> weights, const std::string& where) {
   std::string type = config.value("model_type", "");
   if (type == "llama" || type == "mistral" || type == "qwen2") return build_llama(config, std::move(weights), where);
+  if (type == "gpt2") return build_gpt2(config, std::move(weights), where);
+  if (type == "bert") return build_bert(config, std::move(weights), where);
   throw Error(where + ": architecture '" + type + "' is not supported (supported: llama, mistral, qwen2, gpt2, bert)");
 }
 
@@ -68,16 +73,29 @@ Model load_hf(const std::string& dir) {
   auto st = formats::read_safetensors_checkpoint(dir);
   Model m = build_from_config(config, std::move(st.tensors), cfg_path);
   if (fs::exists(d / "tokenizer.json")) {
-    try {
-      m.tokenizer = json::parse(formats::read_text_file((d / "tokenizer.json").string()));
-    } catch (const json::exception& e) {
-      throw Error((d / "tokenizer.json").string() + ": invalid JSON: " + e.what());
-    }
-    if (fs::exists(d / "tokenizer_config.json"))
-      m.metadata["tokenizer_config"] = formats::read_text_file((d / "tokenizer_config.json").string());
+    auto read_json = [](const fs::path& p) {
+      try {
+        return json::parse(formats::read_text_file(p.string()));
+      } catch (const json::exception& e) {
+        throw Error(p.string() + ": invalid JSON: " + e.what());
+      }
+    };
+    m.tokenizer = {{"tokenizer", read_json(d / "tokenizer.json")}, {"tokenizer_config", nullptr}};
+    if (fs::exists(d / "tokenizer_config.json")) m.tokenizer["tokenizer_config"] = read_json(d / "tokenizer_config.json");
   } else if (fs::exists(d / "tokenizer.model")) {
     m.tokenizer = {{"sentencepiece_model", (d / "tokenizer.model").string()}};
   }
+  return m;
+}
+
+Model load_gguf(const std::string& path) {
+  auto g = formats::read_gguf(path);
+  std::string arch = g.get_string_or("general.architecture", "");
+  if (arch != "llama")
+    throw Error(path + ": GGUF architecture '" + arch + "' is not supported (supported: llama)");
+  json config = formats::gguf_llama_config(g);
+  Model m = build_llama(config, formats::gguf_llama_weights(g), path);
+  m.tokenizer = formats::gguf_tokenizer_json(g);
   return m;
 }
 
@@ -87,8 +105,8 @@ Model load_model(const std::string& path) {
   Model m;
   switch (detect_model_kind(path)) {
     case ModelKind::HfDirectory: m = load_hf(path); break;
-    case ModelKind::Gguf: throw Error(path + ": GGUF loading is not wired in yet");
-    case ModelKind::Onnx: throw Error(path + ": ONNX loading is not wired in yet");
+    case ModelKind::Gguf: m = load_gguf(path); break;
+    case ModelKind::Onnx: m = formats::read_onnx(path); break;
     case ModelKind::Safetensors:
       throw Error(path + ": a bare safetensors file has no architecture; pass the checkpoint directory with its config.json");
     case ModelKind::Llmc: throw Error(path + ": .llmc files are not supported by this build yet");
