@@ -12,6 +12,7 @@ const KernelTable& cpu_kernels() {
     KernelTable t;
     register_fused_ops(t);
     register_onnx_ops(t);
+    register_quant_ops(t);
     return t;
   }();
   return table;

@@ -13,6 +13,7 @@ namespace llmc::runtime {
 
 struct OpContext {
   const Node& node;
+  const Graph& graph;
   std::vector<const Tensor*> inputs;  // nullptr where an optional input is omitted
   std::vector<Tensor> outputs;        // filled by the kernel, one per node output
   std::any& state;                    // per-node state kept across runs (the KV cache)
@@ -37,5 +38,6 @@ const KernelTable& cpu_kernels();
 // Registration functions, one per ops file.
 void register_fused_ops(KernelTable& t);
 void register_onnx_ops(KernelTable& t);
+void register_quant_ops(KernelTable& t);
 
 }  // namespace llmc::runtime

@@ -1,18 +1,26 @@
 #include "runtime/session.hpp"
 
-#include <unordered_map>
+#include <limits>
 
 namespace llmc::runtime {
 
-Session::Session(const Model& model, const KernelTable& kernels) : model_(model) {
-  const Graph& g = model.graph;
+Session::Session(const Model& model, const KernelTable& kernels) : model_(model), table_(kernels) { refresh(); }
+
+void Session::refresh() {
+  const Graph& g = model_.graph;
+  kernels_.clear();
   for (const Node& n : g.nodes) {
-    auto it = kernels.find(kernel_key(n.domain, n.op));
-    if (it == kernels.end())
-      throw Error(model.source + ": unsupported " + (n.domain.empty() ? "" : "(domain '" + n.domain + "') ") + n.label());
+    auto it = table_.find(kernel_key(n.domain, n.op));
+    if (it == table_.end())
+      throw Error(model_.source + ": unsupported " + (n.domain.empty() ? "" : "(domain '" + n.domain + "') ") + n.label());
     kernels_.push_back(&it->second);
   }
-  state_.resize(g.nodes.size());
+  state_.assign(g.nodes.size(), {});
+  last_use_.clear();
+  for (size_t k = 0; k < g.nodes.size(); ++k)
+    for (auto& i : g.nodes[k].inputs) last_use_[i] = k;
+  for (auto& o : g.outputs) last_use_[o.name] = std::numeric_limits<size_t>::max();
+  past_ = 0;
 }
 
 void Session::reset() {
@@ -20,31 +28,11 @@ void Session::reset() {
   past_ = 0;
 }
 
-std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& feeds) {
+void Session::run_nodes(ValueMap& values, size_t begin, size_t end, const NodeHook& before) {
   const Graph& g = model_.graph;
-  std::unordered_map<std::string, Tensor> values;
-  for (const ValueInfo& vi : g.inputs) {
-    if (g.weights.count(vi.name)) continue;  // an initializer that is also listed as an input
-    auto it = feeds.find(vi.name);
-    if (it == feeds.end()) throw Error(model_.source + ": graph input '" + vi.name + "' was not given", ErrorKind::Usage);
-    values[vi.name] = it->second;
-  }
-  for (auto& [k, v] : feeds)
-    if (!values.count(k)) values[k] = v;
-
-  // Remaining uses of each intermediate value, so that activations are freed as soon as possible.
-  std::unordered_map<std::string, int> uses;
-  for (const Node& n : g.nodes)
-    for (auto& i : n.inputs) ++uses[i];
-  for (auto& o : g.outputs) uses[o.name] += 1 << 20;
-
-  int64_t seq = 0;
-  if (!g.inputs.empty() && feeds.count(g.inputs[0].name) && feeds.at(g.inputs[0].name).rank() > 0)
-    seq = feeds.at(g.inputs[0].name).dim(-1);
-
-  for (size_t k = 0; k < g.nodes.size(); ++k) {
+  for (size_t k = begin; k < end; ++k) {
     const Node& n = g.nodes[k];
-    OpContext ctx{n, {}, {}, state_[k], past_, 0};
+    OpContext ctx{n, g, {}, {}, state_[k], past_, 0};
     ctx.inputs.reserve(n.inputs.size());
     for (auto& name : n.inputs) {
       if (name.empty()) {
@@ -57,9 +45,12 @@ std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& 
         continue;
       }
       auto w = g.weights.find(name);
-      if (w == g.weights.end()) throw Error(model_.source + ": " + n.label() + ": input '" + name + "' is not produced by any node nor an initializer");
+      if (w == g.weights.end())
+        throw Error(model_.source + ": " + n.label() + ": input '" + name +
+                    "' is not produced by any node nor an initializer");
       ctx.inputs.push_back(&w->second);
     }
+    if (before) before(k, n, ctx.inputs);
     ctx.outputs.resize(n.outputs.size());
     try {
       (*kernels_[k])(ctx);
@@ -71,18 +62,34 @@ std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& 
     for (size_t o = 0; o < n.outputs.size(); ++o)
       if (!n.outputs[o].empty()) values[n.outputs[o]] = std::move(ctx.outputs[o]);
     for (auto& name : n.inputs)
-      if (!name.empty() && --uses[name] == 0) values.erase(name);
+      if (!name.empty() && last_use_[name] == k) values.erase(name);
   }
+}
+
+std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& feeds) {
+  const Graph& g = model_.graph;
+  ValueMap values;
+  for (const ValueInfo& vi : g.inputs) {
+    if (g.weights.count(vi.name)) continue;  // an initializer that is also listed as an input
+    if (!feeds.count(vi.name)) throw Error(model_.source + ": graph input '" + vi.name + "' was not given", ErrorKind::Usage);
+  }
+  for (auto& [k, v] : feeds) values[k] = v;
+  int64_t seq = 0;
+  if (!g.inputs.empty() && feeds.count(g.inputs[0].name) && feeds.at(g.inputs[0].name).rank() > 0)
+    seq = feeds.at(g.inputs[0].name).dim(-1);
+
+  run_nodes(values, 0, g.nodes.size());
+
   std::map<std::string, Tensor> out;
   for (auto& o : g.outputs) {
     auto it = values.find(o.name);
-    if (it == values.end()) {
-      auto w = g.weights.find(o.name);
-      if (w == g.weights.end()) throw Error(model_.source + ": graph output '" + o.name + "' was never produced");
-      out[o.name] = w->second;
-    } else {
+    if (it != values.end()) {
       out[o.name] = it->second;
+      continue;
     }
+    auto w = g.weights.find(o.name);
+    if (w == g.weights.end()) throw Error(model_.source + ": graph output '" + o.name + "' was never produced");
+    out[o.name] = w->second;
   }
   past_ += seq;
   return out;

@@ -2,14 +2,20 @@
 // between calls so that a decoder can prefill a prompt and then decode token by token.
 #pragma once
 #include <any>
+#include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "runtime/ir/model.hpp"
 #include "runtime/kernel_registry.hpp"
 
 namespace llmc::runtime {
+
+using ValueMap = std::unordered_map<std::string, Tensor>;
+// Sees a node's inputs just before it runs (calibration observers attach here).
+using NodeHook = std::function<void(size_t index, const Node& node, const std::vector<const Tensor*>& inputs)>;
 
 class Session {
  public:
@@ -23,15 +29,24 @@ class Session {
   // Decoder convenience: token ids in, logits [T, vocab] out.
   Tensor forward(const std::vector<int64_t>& ids);
 
+  // Runs nodes [begin, end) over `values`, which must hold what they read that no initializer
+  // provides, and receives their outputs; values whose last use lies in the range are freed.
+  // Positions start at past(); past() is not advanced (callers running a sequence in slices
+  // reset() between sequences).
+  void run_nodes(ValueMap& values, size_t begin, size_t end, const NodeHook& before = {});
+
+  // Re-checks kernels after the model's graph was edited in place (compression passes).
+  void refresh();
   void reset();  // clears the KV cache
   int64_t past() const { return past_; }
   const Model& model() const { return model_; }
 
  private:
   const Model& model_;
+  const KernelTable& table_;
   std::vector<const Kernel*> kernels_;
   std::vector<std::any> state_;
-  std::vector<std::vector<int>> last_use_;  // values freed after each node, by index
+  std::unordered_map<std::string, size_t> last_use_;  // value -> index of the last node reading it
   int64_t past_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "runtime/ir/quantized.hpp"
 #include "runtime/ir/tensor.hpp"
 
 namespace llmc {
@@ -45,6 +46,8 @@ struct Graph {
   std::vector<Node> nodes;
   std::vector<ValueInfo> inputs, outputs;
   std::map<std::string, Tensor> weights;  // initializers
+  // Compressed linear weights, referenced by name from `llmc::LinearQ` nodes (attribute "weight").
+  std::map<std::string, QuantizedWeight> quantized;
   std::map<std::string, int64_t> opsets;  // domain -> version ("" is the ONNX default domain)
 };
 
