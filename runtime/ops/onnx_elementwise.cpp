@@ -52,12 +52,12 @@ void same_dtype(const Node& n, const Tensor& a, const Tensor& b) {
 Tensor widen(const Tensor& t) { return is_half(t.dtype()) ? t.to(DType::F32) : t; }
 
 // Same-dtype binary op; `boolean_out` gives a Bool result (comparisons).
-template <class Op>
-Tensor binary(const Node& n, const Tensor& a0, const Tensor& b0, unsigned kinds, bool boolean_out, Op op) {
+template <unsigned kinds, class Op>
+Tensor binary(const Node& n, const Tensor& a0, const Tensor& b0, bool boolean_out, Op op) {
   same_dtype(n, a0, b0);
   const DType dt = a0.dtype();
   const Tensor a = widen(a0), b = widen(b0);
-  Tensor r = dispatch(a.dtype(), kinds, n, [&](auto tag) {
+  Tensor r = dispatch<kinds>(a.dtype(), n, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (boolean_out) return binary_typed<T, T, bool>(a, b, DType::Bool, n, op);
     return binary_typed<T, T, T>(a, b, a.dtype(), n, op);
@@ -65,27 +65,27 @@ Tensor binary(const Node& n, const Tensor& a0, const Tensor& b0, unsigned kinds,
   return (is_half(dt) && !boolean_out) ? r.to(dt) : r;
 }
 
-template <class Op>
-Kernel arith(unsigned kinds, Op op) {
-  return [kinds, op](OpContext& c) { c.outputs[0] = binary(c.node, c.in(0), c.in(1), kinds, false, op); };
+template <unsigned kinds, class Op>
+Kernel arith(Op op) {
+  return [op](OpContext& c) { c.outputs[0] = binary<kinds>(c.node, c.in(0), c.in(1), false, op); };
 }
 
-template <class Op>
-Kernel compare(unsigned kinds, Op op) {
-  return [kinds, op](OpContext& c) { c.outputs[0] = binary(c.node, c.in(0), c.in(1), kinds, true, op); };
+template <unsigned kinds, class Op>
+Kernel compare(Op op) {
+  return [op](OpContext& c) { c.outputs[0] = binary<kinds>(c.node, c.in(0), c.in(1), true, op); };
 }
 
 // Sum, Mean, Max, Min take one or more inputs, folded pairwise with broadcasting.
-template <class Op>
-Kernel variadic(unsigned kinds, Op op, bool mean = false) {
-  return [kinds, op, mean](OpContext& c) {
+template <unsigned kinds, class Op>
+Kernel variadic(Op op, bool mean = false) {
+  return [op, mean](OpContext& c) {
     Tensor acc = c.in(0);
-    for (size_t i = 1; i < c.num_inputs(); ++i) acc = binary(c.node, acc, c.in(i), kinds, false, op);
+    for (size_t i = 1; i < c.num_inputs(); ++i) acc = binary<kinds>(c.node, acc, c.in(i), false, op);
     if (c.num_inputs() == 1) acc = acc.clone();
     if (mean) {
       const DType dt = acc.dtype();
       Tensor cnt = Tensor::from_f32({}, {static_cast<float>(c.num_inputs())}).to(dt);
-      acc = binary(c.node, acc, cnt, kFloats, false, [](auto x, auto y) { return x / y; });
+      acc = binary<kFloats>(c.node, acc, cnt, false, [](auto x, auto y) { return x / y; });
     }
     c.outputs[0] = std::move(acc);
   };
@@ -117,7 +117,7 @@ void pow_kernel(OpContext& c) {
   const Node& n = c.node;
   const DType dt = c.in(0).dtype();
   const Tensor a = widen(c.in(0)), b = c.in(1).to(DType::F64);
-  Tensor r = dispatch(a.dtype(), kFloats | kInts, n, [&](auto tag) {
+  Tensor r = dispatch<kFloats | kInts>(a.dtype(), n, [&](auto tag) {
     using T = typename decltype(tag)::type;
     return binary_typed<T, double, T>(a, b, a.dtype(), n, [](T x, double y) {
       if constexpr (std::is_same_v<T, float>) return std::pow(x, static_cast<float>(y));
@@ -205,14 +205,14 @@ void cast_to(OpContext& c, DType to) {
 }  // namespace
 
 void register_elementwise(KernelTable& t) {
-  const unsigned num = kFloats | kInts;
+  constexpr unsigned num = kFloats | kInts;
   auto add = [](auto x, auto y) { return x + y; };
-  t[kernel_key("", "Add")] = arith(num, add);
-  t[kernel_key("", "Sub")] = arith(num, [](auto x, auto y) { return x - y; });
-  t[kernel_key("", "Mul")] = arith(num, [](auto x, auto y) { return x * y; });
+  t[kernel_key("", "Add")] = arith<num>(add);
+  t[kernel_key("", "Sub")] = arith<num>([](auto x, auto y) { return x - y; });
+  t[kernel_key("", "Mul")] = arith<num>([](auto x, auto y) { return x * y; });
   t[kernel_key("", "Div")] = [](OpContext& c) {
     const Node& n = c.node;
-    c.outputs[0] = binary(n, c.in(0), c.in(1), kFloats | kInts, false, [&n](auto x, auto y) {
+    c.outputs[0] = binary<kFloats | kInts>(n, c.in(0), c.in(1), false, [&n](auto x, auto y) {
       if constexpr (std::is_floating_point_v<decltype(x)>) return x / y;
       else return int_div(x, y, n);
     });
@@ -220,7 +220,7 @@ void register_elementwise(KernelTable& t) {
   t[kernel_key("", "Mod")] = [](OpContext& c) {
     const bool fm = c.node.i("fmod", 0) != 0;
     if (is_float(c.in(0).dtype()) && !fm) throw Error(c.node.label() + ": fmod must be 1 for floating-point inputs");
-    c.outputs[0] = binary(c.node, c.in(0), c.in(1), kFloats | kInts, false,
+    c.outputs[0] = binary<kFloats | kInts>(c.node, c.in(0), c.in(1), false,
                           [fm](auto x, auto y) { return mod_op<decltype(x)>(x, y, fm); });
   };
   t[kernel_key("", "Pow")] = pow_kernel;
@@ -235,19 +235,19 @@ void register_elementwise(KernelTable& t) {
       if (std::isnan(x) || std::isnan(y)) return x + y;
     return y < x ? y : x;
   };
-  t[kernel_key("", "Max")] = variadic(num, mx);
-  t[kernel_key("", "Min")] = variadic(num, mn);
-  t[kernel_key("", "Sum")] = variadic(num, add);
-  t[kernel_key("", "Mean")] = variadic(kFloats, add, true);
+  t[kernel_key("", "Max")] = variadic<num>(mx);
+  t[kernel_key("", "Min")] = variadic<num>(mn);
+  t[kernel_key("", "Sum")] = variadic<num>(add);
+  t[kernel_key("", "Mean")] = variadic<kFloats>(add, true);
 
-  t[kernel_key("", "Equal")] = compare(kAll, [](auto x, auto y) { return x == y; });
-  t[kernel_key("", "Less")] = compare(num, [](auto x, auto y) { return x < y; });
-  t[kernel_key("", "LessOrEqual")] = compare(num, [](auto x, auto y) { return x <= y; });
-  t[kernel_key("", "Greater")] = compare(num, [](auto x, auto y) { return x > y; });
-  t[kernel_key("", "GreaterOrEqual")] = compare(num, [](auto x, auto y) { return x >= y; });
-  t[kernel_key("", "And")] = arith(kBools, [](bool x, bool y) { return x && y; });
-  t[kernel_key("", "Or")] = arith(kBools, [](bool x, bool y) { return x || y; });
-  t[kernel_key("", "Xor")] = arith(kBools, [](bool x, bool y) { return x != y; });
+  t[kernel_key("", "Equal")] = compare<kAll>([](auto x, auto y) { return x == y; });
+  t[kernel_key("", "Less")] = compare<num>([](auto x, auto y) { return x < y; });
+  t[kernel_key("", "LessOrEqual")] = compare<num>([](auto x, auto y) { return x <= y; });
+  t[kernel_key("", "Greater")] = compare<num>([](auto x, auto y) { return x > y; });
+  t[kernel_key("", "GreaterOrEqual")] = compare<num>([](auto x, auto y) { return x >= y; });
+  t[kernel_key("", "And")] = arith<kBools>([](bool x, bool y) { return x && y; });
+  t[kernel_key("", "Or")] = arith<kBools>([](bool x, bool y) { return x || y; });
+  t[kernel_key("", "Xor")] = arith<kBools>([](bool x, bool y) { return x != y; });
 
   t[kernel_key("", "Where")] = where_kernel;
   t[kernel_key("", "Cast")] = [](OpContext& c) { cast_to(c, dtype_from_onnx_code(c.node.i("to"), c.node)); };

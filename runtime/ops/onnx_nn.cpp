@@ -54,7 +54,7 @@ void matmul_kernel(OpContext& c) {
   if (!a_vec) os.push_back(m);
   if (!b_vec) os.push_back(n);
   Tensor out(a.dtype(), os);
-  dispatch(a.dtype(), kFloats | kInts, nd, [&](auto tag) {
+  dispatch<kFloats | kInts>(a.dtype(), nd, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
@@ -86,7 +86,7 @@ void gemm_kernel(OpContext& c) {
   if ((tb ? b.dim(1) : b.dim(0)) != k)
     throw Error(nd.label() + ": inner dimensions differ: A " + shape_str(a.shape()) + ", B " + shape_str(b.shape()));
   Tensor out(a.dtype(), {m, n});
-  dispatch(a.dtype(), kFloats | kInts, nd, [&](auto tag) {
+  dispatch<kFloats | kInts>(a.dtype(), nd, [&](auto tag) {
     using T = typename decltype(tag)::type;
     auto transposed = [](const Tensor& x) {
       Tensor r(x.dtype(), {x.dim(1), x.dim(0)});
@@ -147,7 +147,7 @@ Kernel softmax_like(SoftKind kind) {
     for (int64_t i = axis + 1; i < r; ++i) inner *= x.dim(static_cast<int>(i));
     const int64_t len = r ? x.dim(static_cast<int>(axis)) : 1;
     Tensor y(x.dtype(), x.shape());
-    dispatch(x.dtype(), kFloats, nd, [&](auto tag) {
+    dispatch<kFloats>(x.dtype(), nd, [&](auto tag) {
       using T = typename decltype(tag)::type;
       if constexpr (std::is_same_v<T, float>) {
         if (kind == SoftKind::Softmax && inner == 1) {
@@ -181,7 +181,7 @@ void layer_norm_kernel(OpContext& c) {
   Tensor y(x.dtype(), x.shape());
   const DType sdt = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
   Tensor mean(sdt, stat_shape), inv(sdt, stat_shape);
-  dispatch(x.dtype(), kFloats, nd, [&](auto tag) {
+  dispatch<kFloats>(x.dtype(), nd, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* px = x.data<T>();
     const T* pw = scale.data<T>();

@@ -27,13 +27,13 @@ struct Tag {
 enum DKind : unsigned { kFloats = 1, kInts = 2, kBools = 4, kAll = 7 };
 [[noreturn]] void unsupported_dtype(const Node& n, DType t, const std::string& what);
 
-template <class F>
-decltype(auto) dispatch(DType t, unsigned kinds, const Node& n, F&& f) {
-  if (kinds & kFloats) {
+template <unsigned Kinds, class F>
+decltype(auto) dispatch(DType t, const Node& n, F&& f) {
+  if constexpr ((Kinds & kFloats) != 0) {
     if (t == DType::F32) return f(Tag<float>{});
     if (t == DType::F64) return f(Tag<double>{});
   }
-  if (kinds & kInts) {
+  if constexpr ((Kinds & kInts) != 0) {
     switch (t) {
       case DType::I8: return f(Tag<int8_t>{});
       case DType::U8: return f(Tag<uint8_t>{});
@@ -46,7 +46,8 @@ decltype(auto) dispatch(DType t, unsigned kinds, const Node& n, F&& f) {
       default: break;
     }
   }
-  if ((kinds & kBools) && t == DType::Bool) return f(Tag<bool>{});
+  if constexpr ((Kinds & kBools) != 0)
+    if (t == DType::Bool) return f(Tag<bool>{});
   unsupported_dtype(n, t, "input");
 }
 
