@@ -84,7 +84,8 @@ json f32_json(float f) {
   auto r = std::to_chars(buf, buf + sizeof buf, f);
   double d = 0;
   std::from_chars(buf, r.ptr, d);
-  return json(d);
+  // decimal -> double -> float could in principle double-round to the neighbouring float
+  return json(static_cast<float>(d) == f ? d : static_cast<double>(f));
 }
 
 json read_value(Cursor& c, GgufType t, const std::string& ctx, int depth, const std::string& path,
