@@ -1,7 +1,10 @@
 // SentencePiece-style BPE from a GGUF description (tokens, scores, token types), as llama.cpp's
 // llm_tokenizer_spm runs it: spaces become U+2581, a space is prepended, adjacent symbols merge
 // best-score-first (leftmost among equals), and what no token covers falls back to <0xXX> bytes.
+#include <algorithm>
+#include <array>
 #include <queue>
+#include <string_view>
 #include <unordered_map>
 
 #include "runtime/ir/error.hpp"
@@ -13,6 +16,13 @@ namespace llmc::runtime {
 using nlohmann::json;
 
 namespace {
+
+// Lets the maps be searched with string_views of the text without building strings.
+struct SvHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using IdMap = std::unordered_map<std::string, int64_t, SvHash, std::equal_to<>>;
 
 enum TokenType : int { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 const std::string kSpace = "\u2581";
@@ -177,12 +187,12 @@ class SpmGgufTokenizer : public Tokenizer {
     std::unordered_map<std::string, std::pair<std::string, std::string>> rev_merge;  // for unused pieces
     auto try_add = [&](int l, int r) {
       if (l < 0 || r < 0) return;
-      std::string s = text.substr(syms[l].off, syms[l].n + syms[r].n);
-      auto it = piece_ids_.find(s);
+      const std::string_view sv(text.data() + syms[l].off, syms[l].n + syms[r].n);
+      auto it = piece_ids_.find(sv);
       if (it == piece_ids_.end()) return;
-      q.push({l, r, scores_[it->second], s.size()});
+      q.push({l, r, scores_[it->second], sv.size()});
       if (types_[it->second] == kUnused)
-        rev_merge[s] = {text.substr(syms[l].off, syms[l].n), text.substr(syms[r].off, syms[r].n)};
+        rev_merge[std::string(sv)] = {text.substr(syms[l].off, syms[l].n), text.substr(syms[r].off, syms[r].n)};
     };
     for (int i = 1; i < static_cast<int>(syms.size()); ++i) try_add(i - 1, i);
     while (!q.empty()) {
@@ -199,17 +209,17 @@ class SpmGgufTokenizer : public Tokenizer {
       try_add(b.left, l.next);
     }
     for (int i = syms.empty() ? -1 : 0; i != -1; i = syms[i].next)
-      resegment(text.substr(syms[i].off, syms[i].n), rev_merge, out);
+      resegment(std::string_view(text.data() + syms[i].off, syms[i].n), rev_merge, out);
   }
 
-  void resegment(const std::string& s, const std::unordered_map<std::string, std::pair<std::string, std::string>>& rev,
+  void resegment(std::string_view s, const std::unordered_map<std::string, std::pair<std::string, std::string>>& rev,
                  std::vector<int64_t>& out) const {
     auto it = piece_ids_.find(s);
     if (it != piece_ids_.end() && types_[it->second] != kUnused) {
       out.push_back(it->second);
       return;
     }
-    if (auto r = rev.find(s); r != rev.end()) {
+    if (auto r = rev.find(std::string(s)); r != rev.end()) {
       resegment(r->second.first, rev, out);
       resegment(r->second.second, rev, out);
       return;
@@ -224,7 +234,7 @@ class SpmGgufTokenizer : public Tokenizer {
   std::vector<std::string> vocab_;
   std::vector<float> scores_;
   std::vector<int> types_;
-  std::unordered_map<std::string, int64_t> all_ids_, piece_ids_;
+  IdMap all_ids_, piece_ids_;
   std::array<int64_t, 256> byte_ids_{};
   std::vector<int64_t> user_defined_;
   std::optional<int64_t> bos_, eos_, unk_;
