@@ -83,5 +83,7 @@ void split_piece(const Piece& piece, const std::vector<std::pair<size_t, size_t>
 bool bert_is_punctuation(char32_t c);
 bool bert_is_control(char32_t c);
 bool bert_is_mark_nonspacing(char32_t c);
+// StripAccents removes every combining mark (M*) of unicode-normalization's Unicode 9.0 tables.
+bool is_combining_mark_unicode9(char32_t c);
 
 }  // namespace llmc::runtime::hf

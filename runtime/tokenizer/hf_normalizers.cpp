@@ -90,13 +90,13 @@ class Lowercase : public Normalizer {
   std::string apply(std::string s) const override { return unicode::lowercase(s); }
 };
 
-class StripAccents : public Normalizer {  // removes Mn only; HF users pair it with NFD
+class StripAccents : public Normalizer {  // removes combining marks only; HF users pair it with NFD
  public:
   std::string apply(std::string s) const override {
     std::string out;
     for (size_t i = 0; i < s.size();) {
       const size_t at = i;
-      if (!bert_is_mark_nonspacing(unicode::next_cp(s, i))) out.append(s, at, i - at);
+      if (!is_combining_mark_unicode9(unicode::next_cp(s, i))) out.append(s, at, i - at);
     }
     return out;
   }

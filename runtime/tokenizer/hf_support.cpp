@@ -144,11 +144,12 @@ void split_piece(const Piece& piece, const std::vector<std::pair<size_t, size_t>
 namespace {
 // unicode_categories 0.1 (what tokenizers' BERT parts use) has Unicode 8.0 tables: a character
 // assigned later is unassigned there, and a few have changed category since.
-bool known_to_unicode8(char32_t c) {
+bool known_to(char32_t c, uint8_t major) {
   UVersionInfo age;
   u_charAge(static_cast<UChar32>(c), age);
-  return age[0] < 8 || (age[0] == 8 && age[1] == 0);
+  return age[0] < major || (age[0] == major && age[1] == 0);
 }
+bool known_to_unicode8(char32_t c) { return known_to(c, 8); }
 int8_t cat(char32_t c) { return static_cast<int8_t>(u_charType(static_cast<UChar32>(c))); }
 }  // namespace
 
@@ -166,8 +167,16 @@ bool bert_is_control(char32_t c) {
 }
 
 bool bert_is_mark_nonspacing(char32_t c) {
-  if (c == 0x111C9) return false;
+  if (c == 0x1734) return true;  // Mn in Unicode 8.0 (Mc today)
+  if (c == 0x1885 || c == 0x1886 || c == 0xA9BD || c == 0x111C9) return false;  // Lo, Mc, Po in 8.0
   return known_to_unicode8(c) && cat(c) == U_NON_SPACING_MARK;
+}
+
+bool is_combining_mark_unicode9(char32_t c) {
+  if (c == 0x1CF2 || c == 0x1CF3) return true;  // Mc in Unicode 9.0 (Lo today)
+  if (c == 0x111C9) return false;                // Po in Unicode 9.0 (Mn today)
+  const int8_t t = cat(c);
+  return (t == U_NON_SPACING_MARK || t == U_COMBINING_SPACING_MARK || t == U_ENCLOSING_MARK) && known_to(c, 9);
 }
 
 }  // namespace llmc::runtime::hf
