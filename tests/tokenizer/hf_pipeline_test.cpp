@@ -52,3 +52,40 @@ TEST_CASE("HF pipelines: malformed tokenizer.json raises Error naming the part")
   auto tok = llmc::runtime::tokenizer_from_hf_json(tj);
   CHECK_THROWS_WITH_AS(tok->decode({tok->vocab_size()}), doctest::Contains("out of range"), llmc::Error);
 }
+
+TEST_CASE("load_tokenizer: tokenizer.json with transformers' tokenizer_config rules") {
+  const json fx = t::tokenizer_fixture("small_pipelines.json");
+  REQUIRE(fx["configs"].size() == 5);
+  for (const json& c : fx["configs"]) {
+    const std::string name = c["pipeline"].get<std::string>();
+    INFO(name << " with " << c["tokenizer_config"].dump());
+    // as the HF loader hands it over: tokenizer.json content, tokenizer_config.json text in metadata
+    llmc::Model model;
+    model.source = "test/" + name;
+    model.tokenizer = fx["pipelines"][name]["tokenizer_json"];
+    model.metadata["tokenizer_config"] = c["tokenizer_config"].dump();
+    auto tok = llmc::runtime::load_tokenizer(model);
+    // and wrapped, as a .llmc file may carry both
+    llmc::Model wrapped;
+    wrapped.tokenizer = {{"tokenizer", model.tokenizer}, {"tokenizer_config", c["tokenizer_config"]}};
+    auto tok2 = llmc::runtime::load_tokenizer(wrapped);
+    for (auto* tk : {tok.get(), tok2.get()}) {
+      CHECK(tk->bos_id() == (c["bos_id"].is_null() ? std::nullopt : std::optional<int64_t>(c["bos_id"].get<int64_t>())));
+      CHECK(tk->eos_id() == (c["eos_id"].is_null() ? std::nullopt : std::optional<int64_t>(c["eos_id"].get<int64_t>())));
+      for (const json& k : c["cases"]) {
+        INFO("text: " << k["text"].get<std::string>());
+        const auto ids = tk->encode(k["text"].get<std::string>(), true);
+        CHECK(ids == k["ids"].get<std::vector<int64_t>>());
+        CHECK(tk->decode(ids, true) == k["decode"].get<std::string>());
+        CHECK(tk->decode(ids, false) == k["decode_keep_special"].get<std::string>());
+      }
+    }
+  }
+  llmc::Model empty;
+  empty.source = "nowhere.gguf";
+  CHECK_THROWS_WITH_AS(llmc::runtime::load_tokenizer(empty), doctest::Contains("nowhere.gguf"), llmc::Error);
+  llmc::Model bad_config;
+  bad_config.tokenizer = fx["pipelines"]["metaspace_byte_fallback"]["tokenizer_json"];
+  bad_config.metadata["tokenizer_config"] = "{not json";
+  CHECK_THROWS_AS(llmc::runtime::load_tokenizer(bad_config), llmc::Error);
+}

@@ -61,7 +61,9 @@ TEST_CASE("SentencePiece: Mistral tokenizer.model vs sentencepiece on wiki.test.
   const std::string wiki = t::read_file(t::wiki_test());
 
   SUBCASE("libsentencepiece") {
-    auto tok = llmc::runtime::tokenizer_from_sentencepiece(kModel.string());
+    llmc::Model model;  // as the HF loader hands a directory with only tokenizer.model over
+    model.tokenizer = {{"sentencepiece_model", kModel.string()}};
+    auto tok = llmc::runtime::load_tokenizer(model);
     CHECK(tok->vocab_size() == 32000);
     CHECK(tok->bos_id() == 1);
     CHECK(tok->eos_id() == 2);
