@@ -248,6 +248,23 @@ void attr_to_proto(const std::string& name, const AttrValue& v, AttributeProto& 
       v);
 }
 
+// Before opset 13, Softmax, LogSoftmax and Hardmax coerce their input to 2-D
+// [∏ dims[:axis], ∏ dims[axis:]] (axis default 1) and normalise whole rows. The kernels implement
+// the opset-13 single-axis form, so such a node becomes Flatten → op(axis 1) → Reshape back to
+// Shape(x), which keeps its meaning at the old opset too. Returns false for other nodes.
+bool add_legacy_softmax(const Node& n, Graph& g, const std::string& path) {
+  static const std::set<std::string> ops = {"Softmax", "LogSoftmax", "Hardmax"};
+  auto v = g.opsets.find("");
+  if (!n.domain.empty() || !ops.count(n.op) || v == g.opsets.end() || v->second >= 13) return false;
+  if (n.inputs.size() != 1 || n.outputs.size() != 1) throw Error(path + ": " + n.label() + ": expects one input and one output");
+  const std::string &x = n.inputs[0], &y = n.outputs[0];
+  g.nodes.push_back(Node{"Shape", "", n.name + "/shape", {x}, {y + "/shape"}, {}});
+  g.nodes.push_back(Node{"Flatten", "", n.name + "/flatten", {x}, {y + "/2d"}, {{"axis", n.i("axis", 1)}}});
+  g.nodes.push_back(Node{n.op, "", n.name, {y + "/2d"}, {y + "/2d_out"}, {{"axis", int64_t{1}}}});
+  g.nodes.push_back(Node{"Reshape", "", n.name + "/reshape", {y + "/2d_out", y + "/shape"}, {y}, {}});
+  return true;
+}
+
 // Parses a whole file as one message with the total-bytes limit raised from Protobuf's 64 MiB
 // default to the format's 2 GiB ceiling.
 template <class Msg>
@@ -319,7 +336,7 @@ Model read_onnx(const std::string& path) {
         throw Error(where + ": input '" + in + "' is neither a graph input, an initializer, nor an earlier node's output");
     for (const auto& o : n.outputs)
       if (!o.empty()) known.insert(o);
-    g.nodes.push_back(std::move(n));
+    if (!add_legacy_softmax(n, g, path)) g.nodes.push_back(std::move(n));
   }
   for (auto& vi : g.outputs)
     if (!known.count(vi.name)) throw Error(path + ": graph output '" + vi.name + "' is not produced by any node");
@@ -346,14 +363,15 @@ void write_onnx(const Model& model, const std::string& path, bool external_data)
     p->set_key(k);
     p->set_value(v);
   }
-  if (g.opsets.empty()) {
-    mp.add_opset_import()->set_version(17);
-  } else {
-    for (auto& [d, v] : g.opsets) {
-      auto* op = mp.add_opset_import();
-      op->set_domain(d);
-      op->set_version(v);
-    }
+  // ONNX requires an opset import for every domain that a node uses.
+  std::map<std::string, int64_t> opsets = g.opsets;
+  for (const Node& n : g.nodes)
+    if (!opsets.count(n.domain)) opsets[n.domain] = n.domain.empty() ? 17 : 1;
+  if (opsets.empty()) opsets[""] = 17;
+  for (auto& [d, v] : opsets) {
+    auto* op = mp.add_opset_import();
+    op->set_domain(d);
+    op->set_version(v);
   }
   for (const Node& n : g.nodes) {
     auto* np = gp->add_node();
