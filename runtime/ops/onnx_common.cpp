@@ -92,6 +92,26 @@ std::vector<int64_t> axes_from(const OpContext& c, size_t idx, const std::string
   return c.node.ints(attr);
 }
 
+// TensorProto.DataType codes used by Cast's `to` attribute.
+DType dtype_from_onnx_code(int64_t code, const Node& n) {
+  switch (code) {
+    case 1: return DType::F32;
+    case 2: return DType::U8;
+    case 3: return DType::I8;
+    case 4: return DType::U16;
+    case 5: return DType::I16;
+    case 6: return DType::I32;
+    case 7: return DType::I64;
+    case 9: return DType::Bool;
+    case 10: return DType::F16;
+    case 11: return DType::F64;
+    case 12: return DType::U32;
+    case 13: return DType::U64;
+    case 16: return DType::BF16;
+    default: throw Error(n.label() + ": Cast to ONNX data type " + std::to_string(code) + " is not supported");
+  }
+}
+
 bool is_half(DType t) { return t == DType::F16 || t == DType::BF16; }
 
 }  // namespace llmc::runtime::onnx

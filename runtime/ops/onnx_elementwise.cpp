@@ -155,26 +155,6 @@ void where_kernel(OpContext& c) {
   c.outputs[0] = std::move(out);
 }
 
-// TensorProto.DataType codes used by Cast's `to` attribute.
-DType dtype_from_onnx_code(int64_t code, const Node& n) {
-  switch (code) {
-    case 1: return DType::F32;
-    case 2: return DType::U8;
-    case 3: return DType::I8;
-    case 4: return DType::U16;
-    case 5: return DType::I16;
-    case 6: return DType::I32;
-    case 7: return DType::I64;
-    case 9: return DType::Bool;
-    case 10: return DType::F16;
-    case 11: return DType::F64;
-    case 12: return DType::U32;
-    case 13: return DType::U64;
-    case 16: return DType::BF16;
-    default: throw Error(n.label() + ": Cast to ONNX data type " + std::to_string(code) + " is not supported");
-  }
-}
-
 void cast_to(OpContext& c, DType to) {
   const Tensor& x = c.in(0);
   if (is_half(x.dtype()) && is_half(to) && x.dtype() != to) {
@@ -249,6 +229,21 @@ void register_elementwise(KernelTable& t) {
   t[kernel_key("", "Or")] = arith<kBools>([](bool x, bool y) { return x || y; });
   t[kernel_key("", "Xor")] = arith<kBools>([](bool x, bool y) { return x != y; });
 
+  t[kernel_key("", "PRelu")] = arith<num>([](auto x, auto slope) { return x < 0 ? slope * x : x; });
+  t[kernel_key("", "BitShift")] = [](OpContext& c) {
+    const std::string dir = c.node.s("direction", "");
+    if (dir != "LEFT" && dir != "RIGHT") throw Error(c.node.label() + ": direction must be LEFT or RIGHT");
+    const bool left = dir == "LEFT";
+    c.outputs[0] = binary<kInts>(c.node, c.in(0), c.in(1), false, [left](auto x, auto y) {
+      using T = decltype(x);
+      if constexpr (std::is_signed_v<T>) {
+        throw Error("BitShift takes unsigned integers");
+        return x;
+      } else {
+        return y >= sizeof(T) * 8 ? T(0) : static_cast<T>(left ? x << y : x >> y);
+      }
+    });
+  };
   t[kernel_key("", "Where")] = where_kernel;
   t[kernel_key("", "Cast")] = [](OpContext& c) { cast_to(c, dtype_from_onnx_code(c.node.i("to"), c.node)); };
   t[kernel_key("", "CastLike")] = [](OpContext& c) { cast_to(c, c.in(1).dtype()); };

@@ -10,6 +10,7 @@ void register_onnx_ops(KernelTable& t) {
   onnx::register_reduce_ops(t);
   onnx::register_nn_ops(t);
   onnx::register_quant_ops(t);
+  onnx::register_index_ops(t);
 }
 
 }  // namespace llmc::runtime

@@ -16,6 +16,7 @@ void register_shape_ops(KernelTable& t);    // onnx_shape.cpp: Reshape, Transpos
 void register_reduce_ops(KernelTable& t);   // onnx_reduce.cpp: ReduceMean/Sum/Max/..., CumSum, ArgMax
 void register_nn_ops(KernelTable& t);       // onnx_nn.cpp: MatMul, Gemm, Softmax, LayerNormalization
 void register_quant_ops(KernelTable& t);    // onnx_quant.cpp: (De)QuantizeLinear, MatMulInteger, ...
+void register_index_ops(KernelTable& t);    // onnx_index.cpp: GatherND, ScatterND/Elements, NonZero, Pad, ...
 
 template <class T>
 struct Tag {
@@ -97,7 +98,10 @@ std::vector<int64_t> int_values(const Tensor& t, const Node& n, const std::strin
 // either was given.
 std::vector<int64_t> axes_from(const OpContext& c, size_t idx, const std::string& attr, bool* present = nullptr);
 
-// Copies of tensors converted from f16/bf16 to f32 so that float kernels can run on them.
+// f16/bf16: kernels compute these in f32 and round the result back once.
 bool is_half(DType t);
+
+// The DType of a TensorProto.DataType code (Cast's `to`, EyeLike's `dtype`).
+DType dtype_from_onnx_code(int64_t code, const Node& n);
 
 }  // namespace llmc::runtime::onnx

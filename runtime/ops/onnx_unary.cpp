@@ -1,5 +1,6 @@
 // ONNX unary element-wise ops (Exp, Erf, Relu, Sigmoid, Clip, Not, IsNaN, ...) and Identity.
 // f16/bf16 inputs are computed in f32 and rounded back once.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -131,6 +132,43 @@ void register_unary(KernelTable& t) {
     return static_cast<decltype(x)>(x * std::max(0.0, std::min(1.0, x / 6.0 + 0.5)));
   });
   t[key("Clip")] = clip_kernel;
+  t[key("Tan")] = unary<kFloats>([](auto x) { return std::tan(x); });
+  t[key("Asin")] = unary<kFloats>([](auto x) { return std::asin(x); });
+  t[key("Acos")] = unary<kFloats>([](auto x) { return std::acos(x); });
+  t[key("Atan")] = unary<kFloats>([](auto x) { return std::atan(x); });
+  t[key("Sinh")] = unary<kFloats>([](auto x) { return std::sinh(x); });
+  t[key("Cosh")] = unary<kFloats>([](auto x) { return std::cosh(x); });
+  t[key("Asinh")] = unary<kFloats>([](auto x) { return std::asinh(x); });
+  t[key("Acosh")] = unary<kFloats>([](auto x) { return std::acosh(x); });
+  t[key("Atanh")] = unary<kFloats>([](auto x) { return std::atanh(x); });
+  t[key("Celu")] = [](OpContext& c) {
+    const double a = c.node.f("alpha", 1.0);
+    apply<kFloats>(c, [a](auto x) { return static_cast<decltype(x)>(std::max(0.0, double(x)) + std::min(0.0, a * std::expm1(x / a))); });
+  };
+  t[key("ThresholdedRelu")] = [](OpContext& c) {
+    const double a = c.node.f("alpha", 1.0);
+    apply<kFloats>(c, [a](auto x) { return x > a ? x : decltype(x)(0); });
+  };
+  t[key("Shrink")] = [](OpContext& c) {
+    const double l = c.node.f("lambd", 0.5), b = c.node.f("bias", 0.0);
+    apply<num>(c, [l, b](auto x) {
+      using X = decltype(x);
+      return x < -l ? static_cast<X>(x + b) : x > l ? static_cast<X>(x - b) : X(0);
+    });
+  };
+  // Dropout at inference (training_mode false, or ratio 0) passes the input through with an
+  // all-true mask; training-mode dropout draws random masks, which a reference backend can't match.
+  t[key("Dropout")] = [](OpContext& c) {
+    const bool training = c.has(2) && c.in(2).i64_values().at(0) != 0;
+    const double ratio = c.has(1) ? c.in(1).to(DType::F64).data<double>()[0] : c.node.f("ratio", 0.5);
+    if (training && ratio != 0) throw Error(c.node.label() + ": training-mode Dropout (random masks) is not supported");
+    c.outputs[0] = c.in(0);
+    if (c.outputs.size() > 1) {
+      Tensor mask(DType::Bool, c.in(0).shape());
+      std::fill(mask.mutable_data<uint8_t>(), mask.mutable_data<uint8_t>() + mask.numel(), uint8_t{1});
+      c.outputs[1] = std::move(mask);
+    }
+  };
 }
 
 }  // namespace llmc::runtime::onnx
