@@ -33,5 +33,8 @@ cxxopts::ParseResult parse(cxxopts::Options& opts, int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
+int cmd_prune(int argc, char** argv);
+int cmd_compress(int argc, char** argv);
 
 }  // namespace llmc::cli

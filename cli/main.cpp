@@ -17,6 +17,9 @@ const char* kUsage =
     "  inspect MODEL        tensors, dtypes, shapes, parameters, bytes and sparsity\n"
     "  run MODEL --prompt   generate text (greedy or sampled) with the KV cache\n"
     "  eval MODEL --data    perplexity on a text file; --reference for KL and top-1 agreement\n"
+    "  quantize MODEL -o F  INT8/INT4 weights (rtn, gptq, awq) or W8A8 (smoothquant) into a .llmc file\n"
+    "  prune MODEL -o F     magnitude, wanda or sparsegpt; unstructured or N:M (2:4)\n"
+    "  compress MODEL -o F --recipe R.yaml   several stages from a recipe\n"
     "\n"
     "MODEL is a Hugging Face directory, an .onnx, .gguf or .llmc file.\n"
     "Run 'llmcompress <command> --help' for the options of a command.\n";
@@ -26,7 +29,8 @@ const char* kUsage =
 int main(int argc, char** argv) {
   using namespace llmc;
   const std::map<std::string, int (*)(int, char**)> commands = {
-      {"inspect", cli::cmd_inspect}, {"run", cli::cmd_run}, {"eval", cli::cmd_eval}};
+      {"inspect", cli::cmd_inspect}, {"run", cli::cmd_run},          {"eval", cli::cmd_eval},
+      {"quantize", cli::cmd_quantize}, {"prune", cli::cmd_prune}, {"compress", cli::cmd_compress}};
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

@@ -7,6 +7,7 @@
 #include "formats/gguf.hpp"
 #include "formats/gguf_llama.hpp"
 #include "formats/hf_config.hpp"
+#include "formats/llmc.hpp"
 #include "formats/mapped_file.hpp"
 #include "formats/onnx.hpp"
 #include "formats/safetensors.hpp"
@@ -101,6 +102,14 @@ Model load_gguf(const std::string& path) {
 
 }  // namespace
 
+int64_t model_file_bytes(const std::string& path) {
+  if (!fs::is_directory(path)) return static_cast<int64_t>(fs::file_size(path));
+  int64_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(path))
+    if (e.is_regular_file()) n += static_cast<int64_t>(e.file_size());
+  return n;
+}
+
 Model load_model(const std::string& path) {
   Model m;
   switch (detect_model_kind(path)) {
@@ -109,7 +118,7 @@ Model load_model(const std::string& path) {
     case ModelKind::Onnx: m = formats::read_onnx(path); break;
     case ModelKind::Safetensors:
       throw Error(path + ": a bare safetensors file has no architecture; pass the checkpoint directory with its config.json");
-    case ModelKind::Llmc: throw Error(path + ": .llmc files are not supported by this build yet");
+    case ModelKind::Llmc: m = formats::read_llmc(path); break;
   }
   m.source = path;
   return m;

@@ -16,6 +16,9 @@ std::string kind_name(ModelKind k);
 
 Model load_model(const std::string& path);
 
+// Bytes the model occupies on disk (all files of a checkpoint directory).
+int64_t model_file_bytes(const std::string& path);
+
 // Builds the graph for an HF-style config (dispatching on model_type) from named weights.
 Model build_from_config(const nlohmann::json& config, std::map<std::string, Tensor> weights, const std::string& where);
 

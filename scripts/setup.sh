@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PKGS=(g++ cmake ninja-build pkg-config python3 python3-pip
       libeigen3-dev libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
       nlohmann-json3-dev libcxxopts-dev doctest-dev libomp-dev
-      libsentencepiece-dev libicu-dev)
+      libsentencepiece-dev libicu-dev libyaml-cpp-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
