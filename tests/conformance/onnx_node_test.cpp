@@ -38,6 +38,19 @@ std::pair<std::string, std::string> single_op(const fs::path& model) {
   return {n.domain(), n.op_type()};
 }
 
+// The ops of a multi-node model (ONNX's "_expanded" function tests) when all are claimed.
+std::vector<std::string> all_claimed_ops(const fs::path& model, const runtime::KernelTable& kernels) {
+  std::ifstream in(model, std::ios::binary);
+  onnx::ModelProto mp;
+  if (!mp.ParseFromIstream(&in) || mp.graph().node_size() < 2) return {};
+  std::vector<std::string> ops;
+  for (const auto& n : mp.graph().node()) {
+    if (!kernels.count(runtime::kernel_key(n.domain(), n.op_type()))) return {};
+    ops.push_back(n.op_type());
+  }
+  return ops;
+}
+
 // numpy.testing.assert_allclose(actual, expected, rtol, atol) with equal_nan; exact for ints.
 std::string compare(const Tensor& got, const Tensor& want) {
   if (got.dtype() != want.dtype()) return "dtype " + dtype_name(got.dtype()) + ", expected " + dtype_name(want.dtype());
@@ -171,4 +184,32 @@ TEST_CASE("ONNX backend node tests pass for every claimed op") {
     for (auto& [name, reason] : excluded) f << "| " << name << " | " << reason << " |\n";
   }
   CHECK(total.passed > 0);
+}
+
+TEST_CASE("ONNX multi-node backend tests (function expansions) whose ops are all claimed") {
+  const fs::path root = testdata_dir();
+  if (!fs::is_directory(root)) {
+    if (std::getenv("LLMC_ALLOW_MISSING_TESTDATA")) return;  // the case above reports it
+    FAIL("ONNX node test data not found at " << root);
+  }
+  const auto& excluded = test::onnx_exclusions();
+  std::vector<fs::path> dirs;
+  for (auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && e.path().filename().string().rfind("test_", 0) == 0) dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  int passed = 0, skipped = 0;
+  for (auto& d : dirs) {
+    const std::string name = d.filename().string();
+    if (all_claimed_ops(d / "model.onnx", runtime::cpu_kernels()).empty()) continue;
+    const std::string why = run_case(d);
+    if (excluded.count(name)) {
+      ++skipped;
+      CHECK_MESSAGE(!why.empty(), name << " is excluded but passes: remove it from the table");
+      continue;
+    }
+    if (why.empty()) ++passed;
+    else FAIL_CHECK(name << ": " << why);
+  }
+  std::printf("ONNX multi-node tests: %d passed, %d excluded\n", passed, skipped);
+  CHECK(passed > 0);
 }
