@@ -186,10 +186,10 @@ void cast_to(OpContext& c, DType to) {
 
 void register_elementwise(KernelTable& t) {
   constexpr unsigned num = kFloats | kInts;
-  auto add = [](auto x, auto y) { return x + y; };
+  auto add = [](auto x, auto y) { return wrap_add(x, y); };
   t[kernel_key("", "Add")] = arith<num>(add);
-  t[kernel_key("", "Sub")] = arith<num>([](auto x, auto y) { return x - y; });
-  t[kernel_key("", "Mul")] = arith<num>([](auto x, auto y) { return x * y; });
+  t[kernel_key("", "Sub")] = arith<num>([](auto x, auto y) { return wrap_sub(x, y); });
+  t[kernel_key("", "Mul")] = arith<num>([](auto x, auto y) { return wrap_mul(x, y); });
   t[kernel_key("", "Div")] = [](OpContext& c) {
     const Node& n = c.node;
     c.outputs[0] = binary<kFloats | kInts>(n, c.in(0), c.in(1), false, [&n](auto x, auto y) {
@@ -229,7 +229,7 @@ void register_elementwise(KernelTable& t) {
   t[kernel_key("", "Or")] = arith<kBools>([](bool x, bool y) { return x || y; });
   t[kernel_key("", "Xor")] = arith<kBools>([](bool x, bool y) { return x != y; });
 
-  t[kernel_key("", "PRelu")] = arith<num>([](auto x, auto slope) { return x < 0 ? slope * x : x; });
+  t[kernel_key("", "PRelu")] = arith<num>([](auto x, auto slope) { return x < 0 ? wrap_mul(slope, x) : x; });
   t[kernel_key("", "BitShift")] = [](OpContext& c) {
     const std::string dir = c.node.s("direction", "");
     if (dir != "LEFT" && dir != "RIGHT") throw Error(c.node.label() + ": direction must be LEFT or RIGHT");

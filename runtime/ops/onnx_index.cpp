@@ -65,8 +65,8 @@ template <class T>
 void reduce_into(T& dst, T v, Reduction r) {
   switch (r) {
     case Reduction::None: dst = v; break;
-    case Reduction::Add: dst = static_cast<T>(dst + v); break;
-    case Reduction::Mul: dst = static_cast<T>(dst * v); break;
+    case Reduction::Add: dst = wrap_add(dst, v); break;
+    case Reduction::Mul: dst = wrap_mul(dst, v); break;
     case Reduction::Max: dst = std::max(dst, v); break;
     case Reduction::Min: dst = std::min(dst, v); break;
   }

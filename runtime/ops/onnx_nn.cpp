@@ -26,7 +26,7 @@ void gemm_plain(const T* a, const T* b, T* c, int64_t m, int64_t n, int64_t k) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t p = 0; p < k; ++p) {
         const T av = a[i * k + p];
-        for (int64_t j = 0; j < n; ++j) c[i * n + j] = static_cast<T>(c[i * n + j] + av * b[p * n + j]);
+        for (int64_t j = 0; j < n; ++j) c[i * n + j] = wrap_add(c[i * n + j], wrap_mul(av, b[p * n + j]));
       }
   }
 }
@@ -100,12 +100,12 @@ void gemm_kernel(OpContext& c) {
     T* y = out.mutable_data<T>();
     gemm_plain(A.data<T>(), B.data<T>(), y, m, n, k);
     if (alpha != 1.0)
-      for (int64_t i = 0; i < m * n; ++i) y[i] = static_cast<T>(y[i] * static_cast<T>(alpha));
+      for (int64_t i = 0; i < m * n; ++i) y[i] = wrap_mul(y[i], static_cast<T>(alpha));
     if (c.has(2) && beta != 0.0) {
       const Tensor cc = broadcast_to(widen(c.in(2)), {m, n}, nd);
       if (cc.shape() != Shape{m, n}) throw Error(nd.label() + ": C " + shape_str(c.in(2).shape()) + " does not broadcast to [M, N]");
       const T* pc = cc.data<T>();
-      for (int64_t i = 0; i < m * n; ++i) y[i] = static_cast<T>(y[i] + static_cast<T>(beta) * pc[i]);
+      for (int64_t i = 0; i < m * n; ++i) y[i] = wrap_add(y[i], wrap_mul(static_cast<T>(beta), pc[i]));
     }
   });
   c.outputs[0] = is_half(dt) ? out.to(dt) : out;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "runtime/kernel_registry.hpp"
@@ -50,6 +51,24 @@ decltype(auto) dispatch(DType t, const Node& n, F&& f) {
   if constexpr ((Kinds & kBools) != 0)
     if (t == DType::Bool) return f(Tag<bool>{});
   unsupported_dtype(n, t, "input");
+}
+
+// Integer arithmetic wraps modulo 2^bits as ONNX Runtime's does; going through uint64 keeps
+// signed overflow (and int promotion of u16 products) out of undefined behaviour.
+template <class T>
+T wrap_add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+  else return a + b;
+}
+template <class T>
+T wrap_sub(T a, T b) {
+  if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+  else return a - b;
+}
+template <class T>
+T wrap_mul(T a, T b) {
+  if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
+  else return a * b;
 }
 
 // Element types that every op can move around unchanged (for shape ops): dispatch by byte size.

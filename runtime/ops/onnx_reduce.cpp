@@ -33,11 +33,11 @@ A combine(Red r, A acc, A x) {
   switch (r) {
     case Red::Max: return (x > acc || x != x) ? x : acc;  // NaN propagates
     case Red::Min: return (x < acc || x != x) ? x : acc;
-    case Red::Prod: return acc * x;
-    case Red::SumSquare: case Red::L2: return acc + x * x;
-    case Red::L1: return acc + (x < 0 ? A(0) - x : x);
+    case Red::Prod: return wrap_mul(acc, x);
+    case Red::SumSquare: case Red::L2: return wrap_add(acc, wrap_mul(x, x));
+    case Red::L1: return wrap_add(acc, x < 0 ? wrap_sub(A(0), x) : x);
     case Red::LogSumExp: return acc + static_cast<A>(std::exp(static_cast<double>(x)));
-    default: return acc + x;
+    default: return wrap_add(acc, x);
   }
 }
 
@@ -148,7 +148,7 @@ void cumsum_kernel(OpContext& c) {
         for (int64_t j = 0; j < len; ++j) {
           const int64_t i = rev ? len - 1 - j : j, at = (o * len + i) * inner + in;
           if (excl) q[at] = sum;
-          sum = static_cast<T>(sum + p[at]);
+          sum = wrap_add(sum, p[at]);
           if (!excl) q[at] = sum;
         }
       }

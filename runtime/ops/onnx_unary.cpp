@@ -84,9 +84,9 @@ void register_unary(KernelTable& t) {
   auto key = [](const char* op) { return kernel_key("", op); };
   t[key("Abs")] = unary<num>([](auto x) {
     if constexpr (std::is_unsigned_v<decltype(x)>) return x;
-    else return x < 0 ? -x : x;
+    else return x < 0 ? wrap_sub(decltype(x)(0), x) : x;
   });
-  t[key("Neg")] = unary<num>([](auto x) { return -x; });
+  t[key("Neg")] = unary<num>([](auto x) { return wrap_sub(decltype(x)(0), x); });
   t[key("Sign")] = unary<num>([](auto x) { return (x > 0) - (x < 0); });
   t[key("Exp")] = unary<kFloats>([](auto x) { return std::exp(x); });
   t[key("Log")] = unary<kFloats>([](auto x) { return std::log(x); });

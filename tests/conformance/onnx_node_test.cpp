@@ -12,13 +12,26 @@
 #include <map>
 #include <set>
 
+#ifdef LLMC_HAVE_ONNX
 #include <onnx/onnx_pb.h>
+#endif
 
 #include "formats/onnx.hpp"
 #include "runtime/session.hpp"
 #include "tests/conformance/onnx_exclusions.hpp"
 
 using namespace llmc;
+
+#ifndef LLMC_HAVE_ONNX
+TEST_CASE("ONNX support is compiled out: reading says so") {
+  try {
+    formats::read_onnx("model.onnx");
+    FAIL("read_onnx did not throw");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("built without ONNX support") != std::string::npos);
+  }
+}
+#else
 namespace fs = std::filesystem;
 
 namespace {
@@ -213,3 +226,5 @@ TEST_CASE("ONNX multi-node backend tests (function expansions) whose ops are all
   std::printf("ONNX multi-node tests: %d passed, %d excluded\n", passed, skipped);
   CHECK(passed > 0);
 }
+
+#endif  // LLMC_HAVE_ONNX

@@ -9,13 +9,26 @@
 #include <fstream>
 #include <random>
 
+#ifdef LLMC_HAVE_ONNX
 #include <onnx/onnx_pb.h>
+#endif
 
 #include "formats/onnx.hpp"
 #include "runtime/session.hpp"
 #include "tests/test_util.hpp"
 
 using namespace llmc;
+
+#ifndef LLMC_HAVE_ONNX
+TEST_CASE("ONNX support is compiled out: reading says so") {
+  try {
+    formats::read_onnx("model.onnx");
+    FAIL("read_onnx did not throw");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("built without ONNX support") != std::string::npos);
+  }
+}
+#else
 namespace fs = std::filesystem;
 
 namespace {
@@ -345,3 +358,5 @@ TEST_CASE("ONNX serialized tensors (node test data files)") {
   CHECK(error_of([&] { formats::read_onnx_tensor((dir / "s.pb").string()); }).find("string tensors are not supported") !=
         std::string::npos);
 }
+
+#endif  // LLMC_HAVE_ONNX
