@@ -1,0 +1,128 @@
+#include "compress/gptq.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "compress/rtn.hpp"
+
+namespace llmc::compress {
+
+namespace {
+
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Lazy block width such that a group that begins inside a block also ends inside it: then its
+// current weights are all in the block copy when the sweep enters it (see gptq.hpp).
+int64_t effective_block(int64_t block, int64_t gl, int64_t cols) {
+  if (gl >= cols || block % gl == 0 || gl % block == 0) return block;
+  return gl * std::max<int64_t>(1, block / gl);
+}
+
+GptqResult rtn_fallback(const float* W, int64_t rows, int64_t cols, const GptqConfig& cfg, const std::string& name,
+                        const DampedFactor& inv) {
+  GptqResult r;
+  r.weight = quantize_rtn(W, rows, cols, cfg.quant, name);
+  r.fell_back_to_rtn = true;
+  r.damp = inv.damp;
+  r.warning = "'" + name + "': GPTQ could not factor the damped Hessian after " + std::to_string(inv.attempts) +
+              " attempt(s) (last damping " + std::to_string(inv.damp) + "); used round-to-nearest instead";
+  Tensor deq = dequantize(r.weight, name);
+  const float* d = deq.data<float>();
+  for (int64_t i = 0; i < rows * cols; ++i) r.loss += 0.5 * (static_cast<double>(W[i]) - d[i]) * (W[i] - d[i]);
+  return r;
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen::MatrixXd& H, const GptqConfig& cfg,
+                         const std::string& name) {
+  const QuantConfig& qc = cfg.quant;
+  check_quant_config(qc, cols, name);
+  check(rows > 0, "'" + name + "': out_features must be positive, got " + std::to_string(rows));
+  check(cfg.block_size > 0, "'" + name + "': GPTQ block size must be positive");
+  check(cfg.percdamp >= 0 && cfg.max_damp_retries >= 0, "'" + name + "': percdamp and max_damp_retries must be ≥ 0");
+  check_finite(W, rows * cols, name, "weight");
+  check_f16_range(W, rows * cols, qc, name);
+  check_hessian(H, cols, name);
+
+  const int64_t gl = qc.group_size == 0 ? cols : qc.group_size, ng = cols / gl;
+  Eigen::MatrixXd Wd = Eigen::Map<const RowMatF>(W, rows, cols).cast<double>();  // column-major: columns contiguous
+  Eigen::MatrixXd Hd = H;
+  const std::vector<char> dead = fix_dead_columns(Hd);
+  for (int64_t j = 0; j < cols; ++j)
+    if (dead[j]) Wd.col(j).setZero();
+
+  // static groups: every grid from the original weight, before any error is propagated
+  const bool static_grids = cfg.static_groups && gl < cols;
+  std::vector<GroupGrid> grids(rows * ng);
+  if (static_grids)
+    for (int64_t g = 0; g < ng; ++g)
+      for (int64_t r = 0; r < rows; ++r) grids[r * ng + g] = fit_group(&Wd(r, g * gl), gl, rows, qc);
+
+  // act-order: descending H_jj, ties in column order
+  std::vector<int64_t> perm(cols);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (cfg.act_order)
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return Hd(a, a) > Hd(b, b); });
+  const Eigen::MatrixXd W0 = cfg.act_order ? Eigen::MatrixXd(Wd(Eigen::all, perm)) : std::move(Wd);
+  if (cfg.act_order) Hd = Eigen::MatrixXd(Hd(perm, perm));
+
+  const DampedFactor fac = damped_ul_cholesky(std::move(Hd), cfg.percdamp, cfg.max_damp_retries);
+  if (!fac.ok) return rtn_fallback(W, rows, cols, cfg, name, fac);
+  const Eigen::MatrixXd& V = fac.V;
+  const Eigen::MatrixXd Vs = column_scaled(V);
+
+  GptqResult res;
+  res.damp = fac.damp;
+  if (fac.attempts > 1)
+    res.warning = "'" + name + "': Hessian needed damping raised to " + std::to_string(fac.damp) + " (" +
+                  std::to_string(fac.attempts) + " attempts)";
+  std::vector<int16_t> codes(rows * cols);
+  std::vector<GroupGrid> cur(rows);  // grid of the group the sweep is in, per row
+  const int64_t B = effective_block(cfg.block_size, gl, cols);
+  Eigen::MatrixXd C = W0;  // running values (hessian.hpp): column j holds GPTQ's updated w_j when reached
+  Eigen::MatrixXd C1, R1, Wg;
+  Eigen::VectorXd res_col(rows);
+  for (int64_t i1 = 0; i1 < cols; i1 += B) {
+    const int64_t i2 = std::min(i1 + B, cols), count = i2 - i1;
+    C1 = C.middleCols(i1, count);
+    R1.resize(rows, count);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t j = i1 + i;
+      if (static_grids) {
+        for (int64_t r = 0; r < rows; ++r) cur[r] = grids[r * ng + perm[j] / gl];
+      } else if (j % gl == 0) {
+        // entering a group: fit on its weights as GPTQ's updates left them; at a block start C is
+        // current for every later column, inside a block the group lies in C1
+        Wg = i == 0 ? current_weights(W0.middleCols(j, gl), C.middleCols(j, gl), V, j)
+                    : current_weights(W0.middleCols(j, gl), C1.middleCols(i, gl), V, j);
+        for (int64_t r = 0; r < rows; ++r) {
+          cur[r] = fit_group(&Wg(r, 0), gl, rows, qc);
+          grids[r * ng + j / gl] = cur[r];
+        }
+      }
+      double sq = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const double w = C1(r, i), wq = dequantize_value(quantize_value(w, cur[r], qc), cur[r]);
+        codes[r * cols + perm[j]] = static_cast<int16_t>(quantize_value(w, cur[r], qc));
+        sq += (w - wq) * (w - wq);
+        res_col[r] = W0(r, j) - wq;  // residual against the original weight drives the running values
+      }
+      res.loss += 0.5 * sq * V(j, j) * V(j, j);
+      R1.col(i) = res_col;
+      const int64_t rest = count - i - 1;
+      if (rest > 0) C1.rightCols(rest).noalias() += res_col * Vs.row(j).segment(j + 1, rest);
+    }
+    if (i2 < cols) C.rightCols(cols - i2).noalias() += R1 * Vs.block(i1, i2, count, cols - i2);
+  }
+
+  res.weight = pack_weight(rows, cols, qc, codes.data(), grids.data());
+  if (cfg.act_order && !static_grids && gl < cols) {
+    res.weight.g_idx.resize(cols);
+    for (int64_t j = 0; j < cols; ++j) res.weight.g_idx[perm[j]] = static_cast<int32_t>(j / gl);
+  }
+  return res;
+}
+
+}  // namespace llmc::compress

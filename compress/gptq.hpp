@@ -1,0 +1,41 @@
+// GPTQ (Frantar et al. 2022, Algorithm 1): quantize a linear weight column by column, spreading
+// each column's rounding error over the columns not yet quantized through the inverse Hessian.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <Eigen/Core>
+
+#include "compress/hessian.hpp"
+#include "compress/quantizer.hpp"
+
+namespace llmc::compress {
+
+struct GptqConfig {
+  QuantConfig quant;
+  double percdamp = 0.01;    // λ = percdamp·mean(diag H)
+  int64_t block_size = 128;  // lazy batch width B (§3, "Lazy Batch-Updates")
+  bool act_order = false;    // quantize columns by descending H_jj; groups then follow that order (g_idx)
+  bool static_groups = false;  // fit every group's grid up front on the original weight (reference option)
+  int max_damp_retries = 3;    // ×10 damping steps tried after a failed Cholesky
+};
+
+struct GptqResult {
+  QuantizedWeight weight;
+  double loss = 0;           // Σ (w − q)² / (2·U_jj²), U = chol(H⁻¹) upper, as the reference reports it;
+                             // on RTN fallback Σ (w − ŵ)² / 2
+  double damp = 0;           // λ that was used
+  bool fell_back_to_rtn = false;
+  std::string warning;       // non-empty when damping had to grow or RTN was used instead
+};
+
+// W [rows = out, cols = in] row-major f32; H [cols, cols] = 2·XᵀX/n (HessianAccumulator).
+// Group grids are fitted when the sweep enters a group, on the group's weights as updated by every
+// earlier column (the reference reads a copy that misses updates from earlier columns of the same
+// lazy block; we apply them, which makes the result independent of block_size). Never throws for
+// an ill-conditioned H: it raises the damping, then falls back to RTN with a warning. Throws
+// Error naming `name` on bad shapes, config, or non-finite W or H.
+GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen::MatrixXd& H, const GptqConfig& cfg,
+                         const std::string& name);
+
+}  // namespace llmc::compress

@@ -1,0 +1,32 @@
+#include "compress/rtn.hpp"
+
+#include <vector>
+
+namespace llmc::compress {
+
+QuantizedWeight quantize_rtn(const float* W, int64_t rows, int64_t cols, const QuantConfig& cfg,
+                             const std::string& name) {
+  check_quant_config(cfg, cols, name);
+  check(rows > 0, "'" + name + "': out_features must be positive, got " + std::to_string(rows));
+  check_finite(W, rows * cols, name, "weight");
+  check_f16_range(W, rows * cols, cfg, name);
+  const int64_t gl = cfg.group_size == 0 ? cols : cfg.group_size, ng = cols / gl;
+  std::vector<int16_t> codes(rows * cols);
+  std::vector<GroupGrid> grids(rows * ng);
+#pragma omp parallel
+  {
+    std::vector<double> buf(gl);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t g = 0; g < ng; ++g) {
+        for (int64_t i = 0; i < gl; ++i) buf[i] = W[r * cols + g * gl + i];
+        const GroupGrid grid = fit_group(buf.data(), gl, 1, cfg);
+        grids[r * ng + g] = grid;
+        for (int64_t i = 0; i < gl; ++i) codes[r * cols + g * gl + i] = static_cast<int16_t>(quantize_value(buf[i], grid, cfg));
+      }
+    }
+  }
+  return pack_weight(rows, cols, cfg, codes.data(), grids.data());
+}
+
+}  // namespace llmc::compress
