@@ -1,5 +1,5 @@
 // ONNX indexing ops: GatherND, ScatterND, ScatterElements (reduction none/add/mul/max/min),
-// NonZero, Pad (constant, reflect, edge; pads as attribute before opset 11), EyeLike.
+// NonZero, Pad (constant, reflect, edge; pads as attribute before opset 11), EyeLike, OneHot.
 #include <algorithm>
 #include <cstring>
 
@@ -218,9 +218,37 @@ void eye_like_kernel(OpContext& c) {
   c.outputs[0] = y.to(dt);
 }
 
+// OneHot: out[..., j, ...] (j on `axis`) = on if j == index (negative indices count from depth).
+void one_hot_kernel(OpContext& c) {
+  const Node& n = c.node;
+  const Tensor ind = c.in(0).to(DType::F64);
+  const Tensor& vals = c.in(2);
+  const int64_t depth = static_cast<int64_t>(c.in(1).to(DType::F64).data<double>()[0]);
+  if (vals.numel() != 2) throw Error(n.label() + ": values must hold [off, on]");
+  const int64_t r = ind.rank() + 1, axis = norm_axis(n.i("axis", -1), r, n);
+  Shape os = ind.shape();
+  os.insert(os.begin() + axis, depth);
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= os[i];
+  for (int64_t i = axis + 1; i < r; ++i) inner *= os[i];
+  Tensor y(vals.dtype(), os);
+  const size_t es = elem_size(vals, n);
+  const auto* v = static_cast<const uint8_t*>(vals.raw());
+  auto* d = static_cast<uint8_t*>(y.mutable_raw());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < depth; ++j)
+      for (int64_t in = 0; in < inner; ++in) {
+        int64_t h = static_cast<int64_t>(ind.data<double>()[o * inner + in]);
+        if (h < 0) h += depth;
+        std::memcpy(d + ((o * depth + j) * inner + in) * es, v + (h == j ? es : 0), es);
+      }
+  c.outputs[0] = std::move(y);
+}
+
 }  // namespace
 
 void register_index_ops(KernelTable& t) {
+  t[kernel_key("", "OneHot")] = one_hot_kernel;
   t[kernel_key("", "GatherND")] = gather_nd_kernel;
   t[kernel_key("", "ScatterND")] = scatter_nd_kernel;
   t[kernel_key("", "ScatterElements")] = scatter_elements_kernel;

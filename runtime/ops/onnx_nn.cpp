@@ -1,8 +1,11 @@
 // ONNX linear-algebra and normalisation ops: MatMul (numpy batch broadcasting), Gemm,
-// Softmax/LogSoftmax/Hardmax (opset 13 single-axis form), LayerNormalization (opset 17).
+// Softmax/LogSoftmax/Hardmax (opset 13 single-axis form), LayerNormalization (opset 17),
+// Gelu (opset 20) and Einsum.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "kernels/cpu/dense.hpp"
 #include "runtime/ops/onnx_ops.hpp"
@@ -208,9 +211,127 @@ void layer_norm_kernel(OpContext& c) {
   if (c.outputs.size() > 2) c.outputs[2] = inv;
 }
 
+// Gelu (opset 20): approximate "none" (erf) or "tanh"; f32 through the dense kernel.
+void gelu_kernel(OpContext& c) {
+  const std::string approx = c.node.s("approximate", "none");
+  if (approx != "none" && approx != "tanh") throw Error(c.node.label() + ": approximate must be 'none' or 'tanh'");
+  const DType dt = c.in(0).dtype();
+  if (!is_float(dt)) unsupported_dtype(c.node, dt, "input");
+  const Tensor x = c.in(0).to(dt == DType::F64 ? DType::F64 : DType::F32);
+  Tensor y(x.dtype(), x.shape());
+  if (x.dtype() == DType::F32) {
+    kc::gelu(x.data<float>(), y.mutable_data<float>(), x.numel(), approx == "tanh");
+  } else {
+    const double* p = x.data<double>();
+    double* q = y.mutable_data<double>();
+    for (int64_t i = 0; i < x.numel(); ++i)
+      q[i] = approx == "tanh" ? 0.5 * p[i] * (1 + std::tanh(std::sqrt(2 / M_PI) * (p[i] + 0.044715 * p[i] * p[i] * p[i])))
+                              : 0.5 * p[i] * (1 + std::erf(p[i] / std::sqrt(2.0)));
+  }
+  c.outputs[0] = y.dtype() == dt ? y : y.to(dt);
+}
+
+// Einsum: every index letter (and the ellipsis' broadcast dimensions) gets one loop; the output
+// sums over the letters it does not keep. Implicit output: letters used once, alphabetically,
+// after the ellipsis dimensions.
+void einsum_kernel(OpContext& c) {
+  const Node& nd = c.node;
+  std::string eq;
+  for (char ch : nd.s("equation", "")) if (ch != ' ') eq += ch;
+  const size_t arrow = eq.find("->");
+  const std::string lhs = eq.substr(0, arrow);
+  std::vector<std::string> terms(1);
+  for (char ch : lhs) {
+    if (ch == ',') terms.emplace_back();
+    else terms.back().push_back(ch);
+  }
+  if (terms.size() != c.num_inputs()) throw Error(nd.label() + ": equation '" + eq + "' has " + std::to_string(terms.size()) + " operands for " + std::to_string(c.num_inputs()) + " inputs");
+  // ellipsis dimensions become the letters '0', '1', ... (never valid index letters)
+  int64_t ell = 0;
+  for (size_t t = 0; t < terms.size(); ++t) {
+    const size_t at = terms[t].find("...");
+    if (at != std::string::npos) ell = std::max<int64_t>(ell, c.in(t).rank() - static_cast<int64_t>(terms[t].size() - 3));
+  }
+  std::string ell_letters;
+  for (int64_t i = 0; i < ell; ++i) ell_letters.push_back(static_cast<char>('0' + i));
+  auto expand = [&](std::string term, int64_t rank) {
+    const size_t at = term.find("...");
+    if (at != std::string::npos) term.replace(at, 3, ell_letters.substr(ell - (rank - static_cast<int64_t>(term.size() - 3))));
+    return term;
+  };
+  std::map<char, int64_t> size;
+  std::map<char, int> uses;
+  for (size_t t = 0; t < terms.size(); ++t) {
+    terms[t] = expand(terms[t], c.in(t).rank());
+    if (static_cast<int>(terms[t].size()) != c.in(t).rank()) throw Error(nd.label() + ": operand " + std::to_string(t) + " has rank " + std::to_string(c.in(t).rank()) + ", equation term '" + terms[t] + "'");
+    for (int i = 0; i < c.in(t).rank(); ++i) {
+      const char ch = terms[t][i];
+      const int64_t d = c.in(t).shape()[i];
+      auto it = size.find(ch);
+      if (it == size.end() || it->second == 1) size[ch] = d;
+      else if (d != 1 && d != it->second) throw Error(nd.label() + ": index '" + std::string(1, ch) + "' has sizes " + std::to_string(it->second) + " and " + std::to_string(d));
+      ++uses[ch];
+    }
+  }
+  std::string out;
+  if (arrow != std::string::npos) {
+    out = eq.substr(arrow + 2);
+    const size_t at = out.find("...");
+    if (at != std::string::npos) out.replace(at, 3, ell_letters);
+  } else {
+    out = ell_letters;
+    for (auto& [ch, n] : uses)
+      if (n == 1 && std::isalpha(static_cast<unsigned char>(ch))) out.push_back(ch);
+  }
+  std::string letters = out;  // output letters first, then the summed ones
+  for (auto& [ch, n] : size)
+    if (out.find(ch) == std::string::npos) letters.push_back(ch);
+  Shape os, all;
+  for (char ch : out) {
+    if (!size.count(ch)) throw Error(nd.label() + ": output index '" + std::string(1, ch) + "' appears in no operand");
+    os.push_back(size[ch]);
+  }
+  for (char ch : letters) all.push_back(size[ch]);
+  const DType dt = c.in(0).dtype();
+  std::vector<Tensor> ins;
+  for (size_t t = 0; t < c.num_inputs(); ++t) ins.push_back(is_half(c.in(t).dtype()) ? c.in(t).to(DType::F32) : c.in(t));
+  Tensor y(ins[0].dtype(), os);
+  dispatch<kFloats | kInts>(ins[0].dtype(), nd, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    // stride of each loop letter in each operand (0 where absent or broadcast)
+    std::vector<std::vector<int64_t>> st(ins.size(), std::vector<int64_t>(letters.size(), 0));
+    for (size_t t = 0; t < ins.size(); ++t) {
+      int64_t s = 1;
+      for (int i = ins[t].rank() - 1; i >= 0; --i) {
+        if (ins[t].shape()[i] != 1) st[t][letters.find(terms[t][i])] += s;
+        s *= ins[t].shape()[i];
+      }
+    }
+    const int64_t total = shape_numel(all), inner = shape_numel(all) / std::max<int64_t>(shape_numel(os), 1);
+    T* q = y.mutable_data<T>();
+    std::vector<int64_t> idx(letters.size(), 0);
+    for (int64_t flat = 0; flat < total; ++flat) {
+      T prod = 1;
+      for (size_t t = 0; t < ins.size(); ++t) {
+        int64_t off = 0;
+        for (size_t l = 0; l < letters.size(); ++l) off += idx[l] * st[t][l];
+        prod = wrap_mul(prod, ins[t].data<T>()[off]);
+      }
+      q[flat / inner] = wrap_add(q[flat / inner], prod);
+      for (size_t l = letters.size(); l-- > 0;) {
+        if (++idx[l] < all[l]) break;
+        idx[l] = 0;
+      }
+    }
+  });
+  c.outputs[0] = is_half(dt) ? y.to(dt) : y;
+}
+
 }  // namespace
 
 void register_nn_ops(KernelTable& t) {
+  t[kernel_key("", "Gelu")] = gelu_kernel;
+  t[kernel_key("", "Einsum")] = einsum_kernel;
   t[kernel_key("", "MatMul")] = matmul_kernel;
   t[kernel_key("", "Gemm")] = gemm_kernel;
   t[kernel_key("", "Softmax")] = softmax_like(SoftKind::Softmax);

@@ -1,6 +1,7 @@
 // ONNX reductions (ReduceMean/Sum/Max/Min/Prod/SumSquare/L1/L2/LogSum/LogSumExp; axes as an
 // attribute before opset 13 (ReduceSum) or 18 (the others), as an input after), ArgMax/ArgMin
-// and CumSum.
+// CumSum and TopK.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -156,9 +157,50 @@ void cumsum_kernel(OpContext& c) {
   c.outputs[0] = std::move(y);
 }
 
+// TopK: the k largest (or smallest) along axis; equal values keep the lower index first.
+void top_k_kernel(OpContext& c) {
+  const Node& n = c.node;
+  const DType dt = c.in(0).dtype();
+  const Tensor x = widen(c.in(0));
+  const int64_t k = int_values(c.in(1), n, "k").at(0);
+  const int64_t axis = norm_axis(n.i("axis", -1), x.rank(), n);
+  const bool largest = n.i("largest", 1) != 0;
+  const int64_t len = x.shape()[axis];
+  if (k < 0 || k > len) throw Error(n.label() + ": k = " + std::to_string(k) + " is outside [0, " + std::to_string(len) + "]");
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape()[i];
+  for (int64_t i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[i];
+  Shape os = x.shape();
+  os[axis] = k;
+  Tensor vals(x.dtype(), os), idx(DType::I64, os);
+  dispatch<kFloats | kInts>(x.dtype(), n, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = x.data<T>();
+    T* qv = vals.mutable_data<T>();
+    int64_t* qi = idx.mutable_data<int64_t>();
+    std::vector<int64_t> order(len);
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t in = 0; in < inner; ++in) {
+        const T* s = p + o * len * inner + in;
+        for (int64_t i = 0; i < len; ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+          return largest ? s[a * inner] > s[b * inner] : s[a * inner] < s[b * inner];
+        });
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t at = (o * k + j) * inner + in;
+          qv[at] = s[order[j] * inner];
+          qi[at] = order[j];
+        }
+      }
+  });
+  c.outputs[0] = is_half(dt) ? vals.to(dt) : vals;
+  if (c.outputs.size() > 1) c.outputs[1] = std::move(idx);
+}
+
 }  // namespace
 
 void register_reduce_ops(KernelTable& t) {
+  t[kernel_key("", "TopK")] = top_k_kernel;
   auto key = [](const char* op) { return kernel_key("", op); };
   t[key("ReduceMean")] = reduce(Red::Mean);
   t[key("ReduceSum")] = reduce(Red::Sum);

@@ -142,3 +142,62 @@ TEST_CASE("Clip: opset-6 attributes and opset-11 inputs") {
     CHECK(b.f32_values()[i] == std::min(xv[i], 0.5f));
   }
 }
+
+TEST_CASE("Gelu (opset 20, absent from onnx 1.12's test data): erf and tanh forms") {
+  const Tensor x = random_f32({64}, 6);
+  const auto xv = x.f32_values();
+  for (const char* approx : {"none", "tanh"}) {
+    const auto y = run_node({"Gelu", "", "", {}, {}, {{"approximate", std::string(approx)}}}, {x})[0].f32_values();
+    for (int i = 0; i < 64; ++i) {
+      const double v = xv[i];
+      const double ref = std::string(approx) == "none"
+                             ? 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))
+                             : 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+      CHECK(std::fabs(y[i] - ref) <= 1e-6 * (1 + std::fabs(ref)));
+    }
+  }
+}
+
+TEST_CASE("MatMul: numpy batch broadcasting and 1-D operands") {
+  const Tensor a = random_f32({2, 1, 3, 4}, 7), b = random_f32({5, 4, 2}, 8);
+  const auto av = a.f32_values(), bv = b.f32_values();
+  const Tensor y = run_node({"MatMul", "", "", {}, {}, {}}, {a, b})[0];
+  REQUIRE(y.shape() == Shape{2, 5, 3, 2});
+  const auto yv = y.f32_values();
+  for (int p = 0; p < 2; ++p)
+    for (int q = 0; q < 5; ++q)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 2; ++j) {
+          double ref = 0;
+          for (int k = 0; k < 4; ++k) ref += static_cast<double>(av[(p * 3 + i) * 4 + k]) * bv[(q * 4 + k) * 2 + j];
+          CHECK(std::fabs(yv[((p * 5 + q) * 3 + i) * 2 + j] - ref) < 1e-5);
+        }
+  // [4] x [5, 4, 2] -> [5, 2]; [2, 1, 3, 4] x [4] -> [2, 1, 3]
+  const Tensor v = random_f32({4}, 9);
+  const auto vv = v.f32_values();
+  const Tensor l = run_node({"MatMul", "", "", {}, {}, {}}, {v, b})[0];
+  REQUIRE(l.shape() == Shape{5, 2});
+  for (int q = 0; q < 5; ++q)
+    for (int j = 0; j < 2; ++j) {
+      double ref = 0;
+      for (int k = 0; k < 4; ++k) ref += static_cast<double>(vv[k]) * bv[(q * 4 + k) * 2 + j];
+      CHECK(std::fabs(l.f32_values()[q * 2 + j] - ref) < 1e-5);
+    }
+  const Tensor r = run_node({"MatMul", "", "", {}, {}, {}}, {a, v})[0];
+  REQUIRE(r.shape() == Shape{2, 1, 3});
+  for (int i = 0; i < 6; ++i) {
+    double ref = 0;
+    for (int k = 0; k < 4; ++k) ref += static_cast<double>(av[i * 4 + k]) * vv[k];
+    CHECK(std::fabs(r.f32_values()[i] - ref) < 1e-5);
+  }
+}
+
+TEST_CASE("Integer Add and Mul wrap modulo 2^32 like ONNX Runtime") {
+  Tensor a(DType::I32, {2}), b(DType::I32, {2});
+  a.mutable_data<int32_t>()[0] = 2147483647, a.mutable_data<int32_t>()[1] = -2147483647 - 1;
+  b.mutable_data<int32_t>()[0] = 1, b.mutable_data<int32_t>()[1] = 3;
+  const Tensor s = run_node({"Add", "", "", {}, {}, {}}, {a, b})[0];
+  CHECK(s.data<int32_t>()[0] == -2147483647 - 1);
+  const Tensor m = run_node({"Mul", "", "", {}, {}, {}}, {a, b})[0];
+  CHECK(m.data<int32_t>()[1] == static_cast<int32_t>(static_cast<uint32_t>(0x80000000u) * 3u));
+}
