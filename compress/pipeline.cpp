@@ -99,7 +99,8 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
   std::unique_ptr<runtime::Session> session;
   std::unique_ptr<calibrate::BlockRunner> runner;
   StatsNeeds needs;
-  if (recipe.needs_calibration()) {
+  // With calibration data at hand, even methods that do not need it get per-layer error reports.
+  if (recipe.needs_calibration() || !calib_tokens.empty()) {
     auto samples = calibrate::sample_windows(calib_tokens, recipe.calib, recipe.calib_file);
     needs = needs_of(recipe, recipe.calib.nsamples);
     report.calib_tokens = recipe.calib.nsamples * recipe.calib.seqlen;
@@ -170,7 +171,11 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
   round_dense_weights(model, recipe.dense_dtype);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   model.metadata["llmc.recipe"] = recipe.to_json().dump();
-  model.metadata["llmc.report"] = report.to_json().dump();
+  // Stored without timings, so that the same inputs give a byte-identical file.
+  json stored = report.to_json();
+  stored.erase("seconds");
+  for (auto& l : stored["layers"]) l.erase("seconds");
+  model.metadata["llmc.report"] = stored.dump();
   return report;
 }
 

@@ -1,0 +1,186 @@
+// Model-level compression on a small random-weight Llama (plumbing: the algorithms themselves are
+// checked against float64 references in the other tests of this folder).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "compress/pipeline.hpp"
+#include "formats/llmc.hpp"
+#include "runtime/builders/builders.hpp"
+#include "runtime/loader.hpp"
+#include "runtime/session.hpp"
+#include "tests/test_util.hpp"
+
+using namespace llmc;
+
+namespace {
+
+nlohmann::json tiny_config() {
+  return {{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128}, {"num_hidden_layers", 2},
+          {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"vocab_size", 96}, {"rms_norm_eps", 1e-5},
+          {"rope_theta", 10000.0}, {"tie_word_embeddings", false}};
+}
+
+Model tiny_llama(uint64_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.08f);
+  std::map<std::string, Tensor> w;
+  auto add = [&](const std::string& n, Shape s, float mean = 0) {
+    Tensor t(DType::F32, s);
+    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = mean + nd(rng);
+    w[n] = t;
+  };
+  add("model.embed_tokens.weight", {96, 64});
+  add("lm_head.weight", {96, 64});
+  add("model.norm.weight", {64}, 1.0f);
+  for (int l = 0; l < 2; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {64}, 1.0f);
+    add(p + "post_attention_layernorm.weight", {64}, 1.0f);
+    add(p + "self_attn.q_proj.weight", {64, 64});
+    add(p + "self_attn.k_proj.weight", {32, 64});
+    add(p + "self_attn.v_proj.weight", {32, 64});
+    add(p + "self_attn.o_proj.weight", {64, 64});
+    add(p + "mlp.gate_proj.weight", {128, 64});
+    add(p + "mlp.up_proj.weight", {128, 64});
+    add(p + "mlp.down_proj.weight", {64, 128});
+  }
+  Model m = runtime::build_llama(tiny_config(), w, "tiny");
+  m.source = "tiny";
+  return m;
+}
+
+std::vector<int64_t> random_tokens(size_t n, uint64_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int64_t> t(n);
+  for (auto& x : t) x = rng() % 96;
+  return t;
+}
+
+compress::Recipe recipe_for(const std::string& method, int bits) {
+  compress::Recipe r;
+  compress::Stage s;
+  s.quant.method = method;
+  compress::apply_scheme(s.quant, bits == 4 ? "w4a16" : "w8a16");
+  s.quant.group_size = bits == 4 ? 32 : 0;
+  r.stages.push_back(s);
+  r.calib_file = "random tokens";
+  r.calib.nsamples = 4;
+  r.calib.seqlen = 24;
+  return r;
+}
+
+std::string file_bytes(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+}  // namespace
+
+TEST_CASE("compress -> .llmc -> load gives bit-identical logits, and the file is deterministic") {
+  auto dir = test::scratch_dir("pipeline_roundtrip");
+  const auto calib = random_tokens(400, 5);
+  const auto ids = random_tokens(20, 9);
+  for (std::string method : {"rtn", "gptq", "awq"}) {
+    CAPTURE(method);
+    Model m = tiny_llama(1);
+    auto rep = compress::compress_model(m, recipe_for(method, 4), calib);
+    CHECK(rep.layers.size() == 14);
+    CHECK(m.graph.quantized.size() == 14);
+    for (auto& l : rep.layers) {
+      CHECK(l.bits == doctest::Approx(4.5));  // 4 bits + an f16 scale per 32 weights
+      CHECK(l.rel_error > 0);
+      CHECK(l.rel_error < 0.2);
+    }
+    runtime::Session s(m);
+    Tensor a = s.forward(ids);
+    const std::string p1 = (dir / (method + "1.llmc")).string(), p2 = (dir / (method + "2.llmc")).string();
+    formats::write_llmc(m, p1, {"f16"});
+    Model back = runtime::load_model(p1);
+    runtime::Session s2(back);
+    Tensor b = s2.forward(ids);
+    REQUIRE(a.shape() == b.shape());
+    CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+
+    Model again = tiny_llama(1);
+    compress::compress_model(again, recipe_for(method, 4), calib);
+    formats::write_llmc(again, p2, {"f16"});
+    CHECK(file_bytes(p1) == file_bytes(p2));
+  }
+}
+
+TEST_CASE("2:4 pruning then INT4 keeps the pattern; W8A8 smoothquant runs") {
+  const auto calib = random_tokens(400, 6);
+  Model m = tiny_llama(2);
+  compress::Recipe r = recipe_for("gptq", 4);
+  compress::Stage p;
+  p.kind = compress::Stage::Kind::Prune;
+  p.prune.method = "wanda";
+  compress::apply_pattern(p.prune, "2:4");
+  r.stages.insert(r.stages.begin(), p);
+  compress::compress_model(m, r, calib);
+  for (auto& [name, q] : m.graph.quantized) {
+    Tensor w = dequantize(q, name);
+    for (int64_t i = 0; i < w.numel(); i += 4) {
+      int nz = 0;
+      for (int j = 0; j < 4; ++j) nz += w.data<float>()[i + j] != 0.0f;
+      REQUIRE(nz <= 2);
+    }
+  }
+
+  Model sq = tiny_llama(3);
+  compress::Recipe rs;
+  compress::Stage q;
+  q.quant.method = "smoothquant";
+  compress::apply_scheme(q.quant, "w8a8");
+  q.quant.act = "static";
+  q.quant.observer = "entropy";
+  rs.stages.push_back(q);
+  rs.calib_file = "random tokens";
+  rs.calib.nsamples = 4;
+  rs.calib.seqlen = 24;
+  Model ref = tiny_llama(3);
+  compress::compress_model(sq, rs, calib);
+  for (auto& n : sq.graph.nodes)
+    if (n.op == "LinearQ") CHECK(n.s("act", "") == "static");
+  Model w4 = tiny_llama(3);
+  compress::compress_model(w4, recipe_for("rtn", 4), calib);
+  runtime::Session a(sq), b(ref), c(w4);
+  auto ids = random_tokens(16, 3);
+  auto la = a.forward(ids).f32_values(), lb = b.forward(ids).f32_values(), lc = c.forward(ids).f32_values();
+  double e8 = 0, e4 = 0, den = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    e8 += (la[i] - lb[i]) * (la[i] - lb[i]);
+    e4 += (lc[i] - lb[i]) * (lc[i] - lb[i]);
+    den += lb[i] * lb[i];
+  }
+  MESSAGE("relative logit error: W8A8 static entropy " << std::sqrt(e8 / den) << ", W4 g32 RTN " << std::sqrt(e4 / den));
+  CHECK(e8 > 0);
+  CHECK(e8 < e4);  // 8-bit weights and activations lose less than 4-bit weights
+}
+
+TEST_CASE("bad recipes are refused before any work") {
+  compress::Recipe r = recipe_for("gptq", 4);
+  r.calib_file.clear();
+  CHECK_THROWS_WITH_AS(compress::validate(r), doctest::Contains("--calib"), Error);
+  compress::PruneStage p;
+  CHECK_THROWS_WITH_AS(compress::apply_pattern(p, "2-4"), doctest::Contains("unknown pattern"), Error);
+  compress::Recipe r2;
+  compress::Stage s;
+  s.kind = compress::Stage::Kind::Prune;
+  s.prune.sparsity = 1.0;
+  r2.stages.push_back(s);
+  CHECK_THROWS_WITH_AS(compress::validate(r2), doctest::Contains("sparsity must be in [0, 1)"), Error);
+  r2.stages[0].prune.sparsity = 0.5;
+  compress::apply_pattern(r2.stages[0].prune, "4:4");
+  CHECK_THROWS_WITH_AS(compress::validate(r2), doctest::Contains("1 <= N < M"), Error);
+  Model m = tiny_llama(1);
+  CHECK_THROWS_WITH_AS(formats::write_llmc(m, "tiny"), doctest::Contains("output path is the input path"), Error);
+  CHECK_THROWS_WITH_AS(formats::write_llmc(m, "/nonexistent_dir/x.llmc"), doctest::Contains("does not exist"), Error);
+  Model short_calib = tiny_llama(1);
+  CHECK_THROWS_WITH_AS(compress::compress_model(short_calib, recipe_for("gptq", 4), random_tokens(10, 1)),
+                       doctest::Contains("fewer than one window"), Error);
+}
