@@ -16,6 +16,8 @@ void Session::refresh() {
     kernels_.push_back(&it->second);
   }
   state_.assign(g.nodes.size(), {});
+  cached_ = false;
+  for (const Node& n : g.nodes) cached_ |= n.domain == "llmc" && n.op == "Attention" && n.i("kv_cache", 0) != 0;
   last_use_.clear();
   for (size_t k = 0; k < g.nodes.size(); ++k)
     for (auto& i : g.nodes[k].inputs) last_use_[i] = k;
@@ -91,7 +93,7 @@ std::map<std::string, Tensor> Session::run(const std::map<std::string, Tensor>& 
     if (w == g.weights.end()) throw Error(model_.source + ": graph output '" + o.name + "' was never produced");
     out[o.name] = w->second;
   }
-  past_ += seq;
+  if (cached_) past_ += seq;
   return out;
 }
 

@@ -22,8 +22,9 @@ class Session {
   // Checks up front that every op has a kernel; throws naming the first unsupported op and node.
   explicit Session(const Model& model, const KernelTable& kernels = cpu_kernels());
 
-  // Runs the graph; returns the graph outputs by name. For stateful (KV-cached) graphs, the
-  // positions of this call start at past() and past() advances by the sequence length.
+  // Runs the graph; returns the graph outputs by name. For graphs with a KV cache, the positions
+  // of this call start at past() and past() advances by the sequence length; other graphs
+  // (encoders) always start at position 0.
   std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& feeds);
 
   // Decoder convenience: token ids in, logits [T, vocab] out.
@@ -48,6 +49,7 @@ class Session {
   std::vector<std::any> state_;
   std::unordered_map<std::string, size_t> last_use_;  // value -> index of the last node reading it
   int64_t past_ = 0;
+  bool cached_ = false;  // the graph keeps a KV cache, so positions advance between runs
 };
 
 }  // namespace llmc::runtime
