@@ -24,6 +24,13 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
   s = std::move(out);
 }
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 class ByteLevel : public Decoder {
  public:
   // A token whose characters are all in the byte alphabet becomes those bytes, any other token
@@ -124,9 +131,8 @@ class ByteFallback : public Decoder {
     for (std::string& t : tokens) {
       int v = -1;
       if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
-        char* end = nullptr;
-        const long x = std::strtol(t.substr(3, 2).c_str(), &end, 16);
-        if (end && *end == '\0') v = static_cast<int>(x);
+        const int hi = hex_digit(t[3]), lo = hex_digit(t[4]);
+        if (hi >= 0 && lo >= 0) v = hi * 16 + lo;
       }
       if (v >= 0) {
         bytes += static_cast<char>(v);

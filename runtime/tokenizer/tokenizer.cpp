@@ -3,6 +3,8 @@
 #include "runtime/tokenizer/tokenizer.hpp"
 
 #include "runtime/ir/error.hpp"
+#include "runtime/tokenizer/byte_level.hpp"
+#include "runtime/tokenizer/unicode.hpp"
 #include "runtime/tokenizer/hf_tokenizer.hpp"
 
 namespace llmc::runtime {
@@ -56,8 +58,16 @@ std::unique_ptr<Tokenizer> bpe_from_gguf(const json& d) {
 
   json model = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
                 {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false}};
+  // A token spelled outside the byte alphabet is respelled byte by byte, as transformers'
+  // byte_level_tokenizer does, so that BPE's byte-level pieces can reach it.
+  const ByteAlphabet alphabet;
+  auto spelled = [&](const std::string& tok) {
+    for (size_t i = 0; i < tok.size();)
+      if (alphabet.decode(unicode::next_cp(tok, i)) < 0) return alphabet.encode(tok);
+    return tok;
+  };
   json v = json::object();
-  for (size_t i = 0; i < vocab.size(); ++i) v[vocab[i].get<std::string>()] = i;
+  for (size_t i = 0; i < vocab.size(); ++i) v[spelled(vocab[i].get<std::string>())] = i;
   model["vocab"] = std::move(v);
   model["merges"] = d.at("merges");
 
