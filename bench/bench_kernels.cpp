@@ -1,0 +1,238 @@
+// bench_kernels: times the CUDA linear kernels on Llama-7B shapes against cuBLAS f16 and the
+// device's measured copy bandwidth; prints a table and writes JSON (--json FILE).
+// Each weight is rotated through ≥ 4 copies and ≥ 200 MB so that no call finds it in L2.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/dense_gemm.hpp"
+#include "kernels/cuda/prefill.hpp"
+#include "kernels/cuda/quant_gemv.hpp"
+#include "runtime/ir/dtype.hpp"
+
+using namespace llmc;
+using namespace llmc::kernels::cuda;
+
+namespace {
+
+constexpr size_t kRotateBytes = 200u << 20;
+
+struct Rng {  // xorshift64*: fast enough for ~10⁸ values, and seeded
+  uint64_t s;
+  uint64_t next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1DULL;
+  }
+  float uniform() { return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f; }
+};
+
+std::vector<uint16_t> random_f16(size_t n, uint64_t seed, float scale) {
+  Rng r{seed * 0x9E3779B97F4A7C15ULL + 1};
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = f32_to_f16(scale * r.uniform());
+  return v;
+}
+
+QuantizedWeight random_weight(int bits, int64_t n, int64_t k, int64_t gs, uint64_t seed) {
+  QuantizedWeight w;
+  w.bits = bits;
+  w.rows = n;
+  w.cols = k;
+  w.group_size = gs;
+  w.symmetric = true;
+  Rng r{seed * 0x9E3779B97F4A7C15ULL + 7};
+  w.packed.resize(static_cast<size_t>(bits == 4 ? n * k / 2 : n * k));
+  for (auto& b : w.packed) b = static_cast<uint8_t>(r.next() >> 56);  // every code is valid
+  w.scales.resize(static_cast<size_t>(n * w.n_groups()));
+  for (auto& s : w.scales) s = f32_to_f16(0.026f + 0.024f * r.uniform());
+  return w;
+}
+
+// Median seconds per call: `call(i)` (i selects the weight copy) captured `batch` times into a CUDA
+// graph, the graph replayed `runs` times after warm-up, each replay timed with events.
+double time_per_call(cudaStream_t s, int batch, int runs, const std::function<void(int)>& call) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  LLMC_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < batch; ++i) call(i);
+  LLMC_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  LLMC_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 3; ++i) LLMC_CUDA_CHECK(cudaGraphLaunch(exec, s));
+  cudaEvent_t a, b;
+  LLMC_CUDA_CHECK(cudaEventCreate(&a));
+  LLMC_CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<double> t(runs);
+  for (int r = 0; r < runs; ++r) {
+    LLMC_CUDA_CHECK(cudaEventRecord(a, s));
+    LLMC_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    LLMC_CUDA_CHECK(cudaEventRecord(b, s));
+    LLMC_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    LLMC_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    t[r] = ms * 1e-3 / batch;
+  }
+  LLMC_CUDA_CHECK(cudaEventDestroy(a));
+  LLMC_CUDA_CHECK(cudaEventDestroy(b));
+  LLMC_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  LLMC_CUDA_CHECK(cudaGraphDestroy(graph));
+  std::nth_element(t.begin(), t.begin() + runs / 2, t.end());
+  return t[runs / 2];
+}
+
+int copies_for(size_t bytes) { return std::max<int>(4, static_cast<int>((kRotateBytes + bytes - 1) / bytes)); }
+
+struct Row {
+  int64_t n, k, m;
+  std::string kernel;
+  double us, bytes, flops, cublas_us;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  int runs = 100;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (a == "--runs" && i + 1 < argc) {
+      runs = std::max(50, std::atoi(argv[++i]));
+    } else if (a == "--quick") {
+      quick = true;  // one shape, for smoke tests
+    } else {
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick]\n");
+      return 2;
+    }
+  }
+  try {
+    int dev = 0;
+    cudaDeviceProp prop{};
+    LLMC_CUDA_CHECK(cudaGetDevice(&dev));
+    LLMC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    cudaStream_t s;
+    LLMC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    const CublasHandle cublas;
+    std::fprintf(stderr, "device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+
+    // Bandwidth floor: a 1 GiB device-to-device copy, bytes read + written over time.
+    const size_t copy_bytes = size_t{1} << 30;
+    double copy_bw = 0;
+    {
+      DeviceBuffer<uint8_t> src(copy_bytes), dst(copy_bytes);
+      LLMC_CUDA_CHECK(cudaMemset(src.data(), 0x5A, copy_bytes));
+      const double t = time_per_call(s, 2, 50, [&](int) {
+        LLMC_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), copy_bytes, cudaMemcpyDeviceToDevice, s));
+      });
+      copy_bw = 2.0 * copy_bytes / t;
+    }
+    // Compute ceiling for reference: an 8192³ f16 GEMM through cuBLAS.
+    double gemm_tflops = 0;
+    {
+      const int64_t d = 8192;
+      DeviceBuffer<uint16_t> a(random_f16(d * d, 1, 1.0f)), b(random_f16(d * d, 2, 0.05f)), c(d * d);
+      const double t = time_per_call(s, 2, 50, [&](int) { linear_f16(cublas, a.data(), b.data(), c.data(), d, d, d, s); });
+      gemm_tflops = 2.0 * d * d * d / t * 1e-12;
+    }
+    std::fprintf(stderr, "copy bandwidth %.0f GB/s, f16 GEMM %.0f TFLOP/s\n", copy_bw * 1e-9, gemm_tflops);
+
+    struct Shape {
+      int64_t n, k;
+    };
+    std::vector<Shape> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+    if (quick) shapes.resize(1);
+    const std::vector<int64_t> ms = {1, 16, 128, 2048};
+    const int64_t max_m = 2048;
+    std::vector<Row> rows;
+    uint64_t seed = 10;
+    for (const Shape sh : shapes) {
+      const int64_t n = sh.n, k = sh.k;
+      std::fprintf(stderr, "shape %lld x %lld: preparing weights\n", static_cast<long long>(n), static_cast<long long>(k));
+      // dense f16 copies
+      std::vector<DeviceBuffer<uint16_t>> dense;
+      dense.emplace_back(random_f16(static_cast<size_t>(n * k), ++seed, 0.05f));
+      const int dense_copies = copies_for(dense[0].bytes());
+      while (static_cast<int>(dense.size()) < dense_copies) dense.push_back(dense[0].clone());
+      // W4 sym g128 and W8 sym per-channel copies
+      std::vector<GpuQuantWeight> w4, w8;
+      w4.push_back(GpuQuantWeight::upload(random_weight(4, n, k, 128, ++seed), "w4"));
+      w8.push_back(GpuQuantWeight::upload(random_weight(8, n, k, 0, ++seed), "w8"));
+      while (static_cast<int>(w4.size()) < copies_for(w4[0].weight_bytes())) w4.push_back(w4[0].clone());
+      while (static_cast<int>(w8.size()) < copies_for(w8[0].weight_bytes())) w8.push_back(w8[0].clone());
+      DeviceBuffer<uint16_t> x(random_f16(static_cast<size_t>(max_m * k), ++seed, 1.0f));
+      DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m * n)), scratch(static_cast<size_t>(n * k));
+      const int nd = static_cast<int>(dense.size()), n4 = static_cast<int>(w4.size()), n8 = static_cast<int>(w8.size());
+
+      for (int64_t m : ms) {
+        const double flops = 2.0 * m * n * k, act = 2.0 * (m * k + m * n);
+        const int batch = m <= 16 ? 40 : (m <= 128 ? 12 : 4);
+        const double t_cublas = time_per_call(s, batch, runs, [&](int i) {
+          linear_f16(cublas, x.data(), dense[i % nd].data(), y.data(), m, n, k, s);
+        });
+        rows.push_back({n, k, m, "cublas_f16", t_cublas * 1e6, act + 2.0 * n * k, flops, t_cublas * 1e6});
+        if (m <= 16) {
+          const double t4 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, s); });
+          rows.push_back({n, k, m, "w4a16_g128_gemv", t4 * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+          const double t8 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w8[i % n8], x.data(), y.data(), m, s); });
+          rows.push_back({n, k, m, "w8a16_perchannel_gemv", t8 * 1e6, act + w8[0].weight_bytes(), flops, t_cublas * 1e6});
+        } else {
+          const double tp = time_per_call(s, batch, runs, [&](int i) {
+            linear_quantized_prefill(w4[i % n4], cublas, x.data(), y.data(), m, scratch.data(), s);
+          });
+          rows.push_back({n, k, m, "w4a16_g128_prefill", tp * 1e6,
+                          act + w4[0].weight_bytes() + 4.0 * n * k /* scratch written and read */, flops,
+                          t_cublas * 1e6});
+        }
+      }
+      {  // the dequantization alone (the prefill path's overhead over cuBLAS)
+        const double td = time_per_call(s, 12, runs, [&](int i) { dequantize_to_f16(w4[i % n4], scratch.data(), s); });
+        rows.push_back({n, k, 0, "w4_dequant_to_f16", td * 1e6, w4[0].weight_bytes() + 2.0 * n * k, 0, 0});
+      }
+    }
+
+    std::printf("device: %s (%d SMs, L2 %d MB); copy bandwidth %.0f GB/s (1 GiB D2D, read+write); f16 GEMM 8192^3 %.0f TFLOP/s\n",
+                prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_bw * 1e-9, gemm_tflops);
+    std::printf("%-6s %-6s %-5s %-22s %9s %8s %8s %10s %9s\n", "N", "K", "M", "kernel", "us", "GB/s", "TFLOP/s",
+                "vs cuBLAS", "of copyBW");
+    nlohmann::json j;
+    j["device"] = prop.name;
+    j["sm_count"] = prop.multiProcessorCount;
+    j["l2_bytes"] = prop.l2CacheSize;
+    j["copy_bandwidth_GBps"] = copy_bw * 1e-9;
+    j["gemm_f16_8192_TFLOPs"] = gemm_tflops;
+    j["runs"] = runs;
+    j["rows"] = nlohmann::json::array();
+    for (const Row& r : rows) {
+      const double t = r.us * 1e-6, gbps = r.bytes / t * 1e-9, tf = r.flops / t * 1e-12;
+      const double speedup = r.cublas_us > 0 ? r.cublas_us / r.us : 0, of_bw = r.bytes / t / copy_bw;
+      std::printf("%-6lld %-6lld %-5lld %-22s %9.2f %8.0f %8.2f %9.2fx %8.0f%%\n", static_cast<long long>(r.n),
+                  static_cast<long long>(r.k), static_cast<long long>(r.m), r.kernel.c_str(), r.us, gbps, tf, speedup,
+                  100 * of_bw);
+      j["rows"].push_back({{"n", r.n}, {"k", r.k}, {"m", r.m}, {"kernel", r.kernel}, {"us", r.us}, {"bytes", r.bytes},
+                           {"flops", r.flops}, {"GBps", gbps}, {"TFLOPs", tf}, {"speedup_vs_cublas_f16", speedup},
+                           {"fraction_of_copy_bandwidth", of_bw}, {"cublas_f16_us", r.cublas_us}});
+    }
+    if (!json_path.empty()) {
+      std::ofstream f(json_path);
+      f << j.dump(2) << "\n";
+      if (!f) throw Error("bench_kernels: cannot write " + json_path, ErrorKind::Runtime);
+    }
+    LLMC_CUDA_CHECK(cudaStreamDestroy(s));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

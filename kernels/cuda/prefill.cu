@@ -1,0 +1,114 @@
+// Dequantization of the repacked weight to dense f16, and the prefill linear built on it.
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/mma_util.cuh"
+#include "kernels/cuda/prefill.hpp"
+
+namespace llmc::kernels::cuda {
+
+namespace {
+
+using namespace detail;
+
+struct DequantArgs {
+  const uint4* packed;
+  const __half2* scales;
+  const uchar2* zeros;
+  __half* out;
+  int n, k, tiles, chunks, n_groups, k32_per_group;
+};
+
+// Writes four consecutive halves of row `row` starting at column k0 (8-byte store when aligned).
+__device__ __forceinline__ void store4(const DequantArgs& p, int row, int k0, __half2 lo, __half2 hi) {
+  if (row >= p.n) return;
+  __half* dst = p.out + static_cast<size_t>(row) * p.k + k0;
+  if ((p.k & 3) == 0 && k0 + 4 <= p.k) {
+    *reinterpret_cast<uint2*>(dst) = make_uint2(as_u32(lo), as_u32(hi));
+  } else {
+    const __half v[4] = {__low2half(lo), __high2half(lo), __low2half(hi), __high2half(hi)};
+    for (int e = 0; e < 4; ++e)
+      if (k0 + e < p.k) dst[e] = v[e];
+  }
+}
+
+// One warp per (tile, chunk) 512-byte block, grid-stride. The A fragment registers hold
+// (row g: k, k+1), (row g+8: k, k+1), (row g: k+2, k+3), (row g+8: k+2, k+3) with k = kb.
+template <int BITS, bool ASYM>
+__global__ void __launch_bounds__(256) dequant_kernel(const DequantArgs p) {
+  constexpr int kSub = BITS == 4 ? 2 : 1, KC = 32 * kSub;
+  const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  const long total = static_cast<long>(p.tiles) * p.chunks;
+  for (long blk = (static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; blk < total;
+       blk += static_cast<long>(gridDim.x) * blockDim.x / 32) {
+    const int t = static_cast<int>(blk / p.chunks), c = static_cast<int>(blk % p.chunks);
+    const uint4 q = load_stream(p.packed + blk * 32 + lane);
+    const uint32_t wv[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int sb = 0; sb < kSub; ++sb) {
+      const int k32 = c * kSub + sb;
+      const int grp = p.k32_per_group == 0 ? 0 : min(k32 / p.k32_per_group, p.n_groups - 1);
+      const int idx = (grp * p.tiles + t) * 8 + g;
+      const __half2 s = __ldg(p.scales + idx);
+      const __half2 s_g = __low2half2(s), s_g8 = __high2half2(s);
+      __half2 sub_g, sub_g8, add_g8;
+      if constexpr (ASYM) {
+        const uchar2 z = __ldg(p.zeros + idx);
+        sub_g = __float2half2_rn(1024.0f + z.x);
+        sub_g8 = __float2half2_rn(1024.0f + z.y);
+        add_g8 = __float2half2_rn(-64.0f - z.y);
+      } else {
+        sub_g = sub_g8 = __float2half2_rn(BITS == 4 ? 1032.0f : 1152.0f);
+        add_g8 = __float2half2_rn(-72.0f);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint32_t a[4];
+        if constexpr (BITS == 4)
+          dequant_w4(wv[sb * 2 + h], sub_g, add_g8, a);
+        else
+          dequant_w8(wv[2 * h], wv[2 * h + 1], sub_g, sub_g8, a);
+        // (q − z) is exact in f16; one rounding of s·(q − z), as the f32 reference rounded to f16.
+        const int k0 = c * KC + sb * 32 + tig * 8 + h * 4;
+        store4(p, t * 16 + g, k0, __hmul2(as_h2(a[0]), s_g), __hmul2(as_h2(a[2]), s_g));
+        store4(p, t * 16 + g + 8, k0, __hmul2(as_h2(a[1]), s_g8), __hmul2(as_h2(a[3]), s_g8));
+      }
+    }
+  }
+}
+
+template <int BITS, bool ASYM>
+void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
+  const long blocks_needed = (static_cast<long>(a.tiles) * a.chunks + 7) / 8;
+  const unsigned grid = static_cast<unsigned>(std::min<long>(blocks_needed, 16L * sm_count));
+  dequant_kernel<BITS, ASYM><<<grid, 256, 0, stream>>>(a);
+  LLMC_CUDA_CHECK_LAUNCH("dequantize_to_f16");
+}
+
+}  // namespace
+
+void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stream) {
+  const GemvLayout& l = w.layout();
+  DequantArgs a{};
+  a.packed = reinterpret_cast<const uint4*>(w.packed());
+  a.scales = reinterpret_cast<const __half2*>(w.scales());
+  a.zeros = reinterpret_cast<const uchar2*>(w.zeros());
+  a.out = reinterpret_cast<__half*>(out);
+  a.n = static_cast<int>(l.rows);
+  a.k = static_cast<int>(l.cols);
+  a.tiles = static_cast<int>(l.tiles);
+  a.chunks = static_cast<int>(l.chunks);
+  a.n_groups = static_cast<int>(l.n_groups);
+  a.k32_per_group = static_cast<int>(l.k32_per_group);
+  if (l.bits == 4)
+    l.symmetric ? launch<4, false>(a, w.sm_count(), stream) : launch<4, true>(a, w.sm_count(), stream);
+  else
+    l.symmetric ? launch<8, false>(a, w.sm_count(), stream) : launch<8, true>(a, w.sm_count(), stream);
+}
+
+void linear_quantized_prefill(const GpuQuantWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
+                              int64_t m, uint16_t* scratch, cudaStream_t stream) {
+  dequantize_to_f16(w, scratch, stream);
+  linear_f16(h, x, scratch, y, m, w.layout().rows, w.layout().cols, stream);
+}
+
+}  // namespace llmc::kernels::cuda

@@ -1,0 +1,262 @@
+// W4A16 / W8A16 GEMV kernel (decode, 1..16 tokens) over the fragment layout of quant_gemv.hpp:
+// tensor-core mma with the weight as the 16-row A operand and the tokens as the n8 B operand
+// ("swap AB"), so each weight is dequantized once whatever m is; split-K across blocks.
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/mma_util.cuh"
+#include "kernels/cuda/quant_gemv.hpp"
+
+namespace llmc::kernels::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kWarps = 8;           // one 16-row tile per warp: 128 rows per block
+constexpr int kThreads = kWarps * 32;
+constexpr int kPrefetch = 4;        // chunks per batch; two batches in flight (double buffer)
+
+struct GemvArgs {
+  const uint4* packed;
+  const __half2* scales;
+  const uchar2* zeros;
+  const __half* x;
+  __half* y;
+  float* ws;
+  unsigned* counters;
+  int m, n, k, np;
+  int tiles, chunks, n_groups, k32_per_group, group_shift;  // group_shift: log2(k32_per_group) or −1
+  int splits, chunks_per_split, xs_stride;
+  bool x_vec;  // x rows can be read 16 bytes at a time
+};
+
+__device__ __forceinline__ int group_of(const GemvArgs& p, int k32) {
+  if (p.k32_per_group == 0) return 0;
+  const int g = p.group_shift >= 0 ? (k32 >> p.group_shift) : k32 / p.k32_per_group;
+  return min(g, p.n_groups - 1);  // k32 blocks of column padding reuse the last group
+}
+
+// Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K.
+template <int MP>
+__device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg, int kslice) {
+  const int vecs = kslice / 8;
+  for (int i = threadIdx.x; i < MP * vecs; i += kThreads) {
+    const int mm = i / vecs, kk = (i - mm * vecs) * 8, kg = kbeg + kk;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (mm < p.m) {
+      const __half* src = p.x + static_cast<size_t>(mm) * p.k + kg;
+      if (p.x_vec && kg + 8 <= p.k) {
+        v = *reinterpret_cast<const uint4*>(src);
+      } else {
+        __half h[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) h[e] = kg + e < p.k ? src[e] : __float2half(0.0f);
+        memcpy(&v, h, 16);
+      }
+    }
+    *reinterpret_cast<uint4*>(xs + mm * p.xs_stride + kk) = v;
+  }
+}
+
+template <int BITS, bool ASYM>
+struct Batch {
+  static constexpr int kSub = BITS == 4 ? 2 : 1;  // k32 blocks per chunk
+  uint4 q[kPrefetch];
+  __half2 s[kPrefetch][kSub];
+  uchar2 z[kPrefetch][ASYM ? kSub : 1];
+
+  __device__ __forceinline__ void load(const GemvArgs& p, const uint4* wp, int t, int g, int cb, int c1) {
+#pragma unroll
+    for (int i = 0; i < kPrefetch; ++i) {
+      const int c = cb + i;
+      if (c < c1) {
+        q[i] = load_stream(wp + static_cast<size_t>(c) * 32);
+#pragma unroll
+        for (int sb = 0; sb < kSub; ++sb) {
+          const int idx = (group_of(p, c * kSub + sb) * p.tiles + t) * 8 + g;
+          s[i][sb] = __ldg(p.scales + idx);
+          if constexpr (ASYM) z[i][sb] = __ldg(p.zeros + idx);
+        }
+      }
+    }
+  }
+};
+
+template <int BITS, int NT, bool ASYM>
+__global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
+  constexpr int MP = 8 * NT;
+  constexpr int KC = BITS == 4 ? 64 : 32;
+  using B = Batch<BITS, ASYM>;
+  constexpr int kSub = B::kSub;
+  extern __shared__ uint4 smem[];
+  __half* xs = reinterpret_cast<__half*>(smem);
+  __shared__ bool last_block;
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, tig = lane & 3;
+  const int rb = blockIdx.x, split = blockIdx.y;
+  const int t = rb * kWarps + warp;
+  const bool tile_ok = t < p.tiles;
+  const int c0 = split * p.chunks_per_split;
+  const int c1 = min(c0 + p.chunks_per_split, p.chunks);
+  const uint4* wp = p.packed + static_cast<size_t>(t) * p.chunks * 32 + lane;
+
+  B cur;
+  if (tile_ok) cur.load(p, wp, t, g, c0, c1);  // in flight while the activations are staged
+  stage_x<MP>(p, xs, c0 * KC, (c1 - c0) * KC);
+  __syncthreads();
+
+  float acc[NT][4] = {};
+  if (tile_ok) {
+    for (int cb = c0; cb < c1; cb += kPrefetch) {
+      B nxt;
+      nxt.load(p, wp, t, g, cb + kPrefetch, c1);
+#pragma unroll
+      for (int i = 0; i < kPrefetch; ++i) {
+        const int c = cb + i;
+        if (c >= c1) break;
+        const uint32_t wv[4] = {cur.q[i].x, cur.q[i].y, cur.q[i].z, cur.q[i].w};
+#pragma unroll
+        for (int sb = 0; sb < kSub; ++sb) {
+          const __half* xrow = xs + g * p.xs_stride + (c - c0) * KC + sb * 32 + tig * 8;
+          uint4 xf[NT];
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) xf[nt] = *reinterpret_cast<const uint4*>(xrow + nt * 8 * p.xs_stride);
+          // 1024 + zero point of rows g and g + 8; INT4 high nibbles arrive as 1024 + 16·v and
+          // become v − z as (1024 + 16·v)/16 − (64 + z).
+          __half2 sub_g, sub_g8, add_g8;
+          if constexpr (ASYM) {
+            sub_g = __float2half2_rn(1024.0f + cur.z[i][sb].x);
+            sub_g8 = __float2half2_rn(1024.0f + cur.z[i][sb].y);
+            add_g8 = __float2half2_rn(-64.0f - cur.z[i][sb].y);
+          } else {
+            sub_g = sub_g8 = __float2half2_rn(BITS == 4 ? 1032.0f : 1152.0f);
+            add_g8 = __float2half2_rn(-72.0f);
+          }
+          float part[NT][4] = {};
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            uint32_t a[4];
+            if constexpr (BITS == 4) {
+              dequant_w4(wv[sb * 2 + h], sub_g, add_g8, a);
+            } else {
+              dequant_w8(wv[2 * h], wv[2 * h + 1], sub_g, sub_g8, a);
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+              mma_16816(part[nt], a, h ? xf[nt].z : xf[nt].x, h ? xf[nt].w : xf[nt].y);
+          }
+          // group scale applied to the f32 partial sum: Σ s·(q − z)·x = s·Σ (q − z)·x
+          const float2 sf = __half22float2(cur.s[i][sb]);
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            acc[nt][0] += sf.x * part[nt][0];
+            acc[nt][1] += sf.x * part[nt][1];
+            acc[nt][2] += sf.y * part[nt][2];
+            acc[nt][3] += sf.y * part[nt][3];
+          }
+        }
+      }
+      cur = nxt;
+    }
+  }
+
+  // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
+  if (p.splits == 1) {
+    if (!tile_ok) return;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
+        if (m < p.m && row < p.n) p.y[static_cast<size_t>(m) * p.n + row] = __float2half_rn(acc[nt][e]);
+      }
+    return;
+  }
+
+  // Split-K: partial sums to the workspace; the last block of this row block to arrive adds them
+  // in split order (deterministic) and writes f16 (threadFenceReduction, CUDA samples).
+  if (tile_ok) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
+        if (m < p.m) p.ws[(static_cast<size_t>(split) * MP + m) * p.np + row] = acc[nt][e];
+      }
+  }
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last_block = atomicAdd(p.counters + rb, 1u) == static_cast<unsigned>(p.splits - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  const int row = rb * kWarps * 16 + (threadIdx.x & 127);
+  if (row < p.n) {
+    for (int m = threadIdx.x >> 7; m < p.m; m += kThreads / 128) {
+      const float* src = p.ws + static_cast<size_t>(m) * p.np + row;
+      float sum = 0.0f;
+#pragma unroll 4
+      for (int sp = 0; sp < p.splits; ++sp) sum += __ldcg(src + static_cast<size_t>(sp) * MP * p.np);
+      p.y[static_cast<size_t>(m) * p.n + row] = __float2half_rn(sum);
+    }
+  }
+  if (threadIdx.x == 0) p.counters[rb] = 0;  // ready for the next launch (stream order)
+}
+
+template <int BITS, int NT, bool ASYM>
+void launch(const GemvArgs& a, dim3 grid, size_t smem, cudaStream_t stream) {
+  auto kernel = gemv_kernel<BITS, NT, ASYM>;
+  if (smem > 48 * 1024)
+    LLMC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  kernel<<<grid, kThreads, smem, stream>>>(a);
+  LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
+}
+
+}  // namespace
+
+void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream,
+                    int forced_splits) {
+  const GemvLayout& l = w.layout();
+  const GemvPlan plan = plan_gemv(l, m, w.sm_count(), forced_splits);
+  check(plan.splits <= w.max_splits(), "gemv_quantized: " + std::to_string(plan.splits) +
+                                           " splits exceed the workspace's " + std::to_string(w.max_splits()));
+  GemvArgs a{};
+  a.packed = reinterpret_cast<const uint4*>(w.packed());
+  a.scales = reinterpret_cast<const __half2*>(w.scales());
+  a.zeros = reinterpret_cast<const uchar2*>(w.zeros());
+  a.x = reinterpret_cast<const __half*>(x);
+  a.y = reinterpret_cast<__half*>(y);
+  a.ws = w.workspace();
+  a.counters = w.counters();
+  a.m = static_cast<int>(m);
+  a.n = static_cast<int>(l.rows);
+  a.k = static_cast<int>(l.cols);
+  a.np = static_cast<int>(l.padded_rows());
+  a.tiles = static_cast<int>(l.tiles);
+  a.chunks = static_cast<int>(l.chunks);
+  a.n_groups = static_cast<int>(l.n_groups);
+  a.k32_per_group = static_cast<int>(l.k32_per_group);
+  a.group_shift = -1;
+  for (int s = 0; s < 31; ++s)
+    if (l.k32_per_group == (int64_t{1} << s)) a.group_shift = s;
+  a.splits = plan.splits;
+  a.chunks_per_split = plan.chunks_per_split;
+  a.xs_stride = plan.xs_stride;
+  a.x_vec = l.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const dim3 grid(static_cast<unsigned>((l.tiles + kWarps - 1) / kWarps), static_cast<unsigned>(plan.splits));
+  const bool nt2 = m > 8;
+  if (l.bits == 4) {
+    if (l.symmetric)
+      nt2 ? launch<4, 2, false>(a, grid, plan.smem_bytes, stream) : launch<4, 1, false>(a, grid, plan.smem_bytes, stream);
+    else
+      nt2 ? launch<4, 2, true>(a, grid, plan.smem_bytes, stream) : launch<4, 1, true>(a, grid, plan.smem_bytes, stream);
+  } else {
+    if (l.symmetric)
+      nt2 ? launch<8, 2, false>(a, grid, plan.smem_bytes, stream) : launch<8, 1, false>(a, grid, plan.smem_bytes, stream);
+    else
+      nt2 ? launch<8, 2, true>(a, grid, plan.smem_bytes, stream) : launch<8, 1, true>(a, grid, plan.smem_bytes, stream);
+  }
+}
+
+}  // namespace llmc::kernels::cuda

@@ -1,0 +1,99 @@
+// W4A16 / W8A16 group-wise GEMV on the GPU for decode (1..16 tokens): weights repacked at upload
+// into a tensor-core-fragment layout (GpuQuantWeight), f16 activations, f32 accumulation, f16 out.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/device_buffer.hpp"
+#include "runtime/ir/quantized.hpp"
+
+namespace llmc::kernels::cuda {
+
+// Geometry of the repacked weight. Rows are padded to tiles of 16 (one mma.m16n8k16 A operand),
+// columns to chunks of chunk_k: the k-range one lane covers with one 16-byte load in a warp-wide
+// 512-byte load of a tile (64 values at INT4, 32 at INT8).
+struct GemvLayout {
+  int bits = 4;
+  bool symmetric = true;
+  int64_t rows = 0, cols = 0;      // N (out features), K (in features)
+  int64_t tiles = 0;               // ceil(N / 16)
+  int64_t chunk_k = 0;             // 64 (INT4) or 32 (INT8)
+  int64_t chunks = 0;              // ceil(K / chunk_k)
+  int64_t n_groups = 0;
+  int64_t k32_per_group = 0;       // group length / 32; 0 when one group spans the row
+
+  int64_t padded_rows() const { return tiles * 16; }
+};
+
+// The host-side repacked form (what upload() copies to the device):
+//  packed: [tile][chunk][lane 0..31][16 bytes]. Lane (g = lane/4, t = lane%4) holds the A fragments
+//    of mma.m16n8k16 for weight rows 16·tile + g and + 8; within each 32-column block the columns
+//    are permuted so that lane t's B fragments are the 8 contiguous activations 8t..8t+7 (one
+//    16-byte shared-memory load; the permutation applies to A and B alike, so Σ_k is unchanged).
+//    Codes are unsigned: q + 8 / q + 128 (symmetric INT4 / INT8), q (asymmetric).
+//  scales: f16 [group][tile][g][2]: the scales of rows 16·tile + g and + 8 side by side.
+//  zeros: u8, same indexing (asymmetric only).
+struct RepackedWeight {
+  GemvLayout layout;
+  std::vector<uint8_t> packed;
+  std::vector<uint16_t> scales;
+  std::vector<uint8_t> zeros;
+};
+
+// Validates w (errors name `name`) and repacks it. The GPU path needs g_idx empty (no act-order)
+// and a group length that is a multiple of 32 unless one group spans the whole row.
+RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name);
+
+// A quantized linear weight on the device plus the split-K workspace of its GEMV. The workspace
+// makes one weight usable by one stream at a time (concurrent GEMVs on one weight would race).
+class GpuQuantWeight {
+ public:
+  static GpuQuantWeight upload(const QuantizedWeight& w, const std::string& name);
+  static GpuQuantWeight upload(const RepackedWeight& r);
+  // A device-side copy (fresh workspace), e.g. to rotate copies through L2 in benchmarks.
+  GpuQuantWeight clone() const;
+
+  const GemvLayout& layout() const { return layout_; }
+  // Bytes of packed values, scales and zero points on the device: what one GEMV must read.
+  size_t weight_bytes() const { return packed_.bytes() + scales_.bytes() + zeros_.bytes(); }
+  int max_splits() const { return max_splits_; }
+
+  const uint8_t* packed() const { return packed_.data(); }
+  const uint16_t* scales() const { return scales_.data(); }
+  const uint8_t* zeros() const { return zeros_.data(); }
+  float* workspace() const { return workspace_.data(); }
+  unsigned* counters() const { return counters_.data(); }
+  int sm_count() const { return sm_count_; }
+
+ private:
+  GemvLayout layout_;
+  DeviceBuffer<uint8_t> packed_, zeros_;
+  DeviceBuffer<uint16_t> scales_;
+  mutable DeviceBuffer<float> workspace_;     // [max_splits][16][padded_rows] partial sums
+  mutable DeviceBuffer<unsigned> counters_;   // one per 128-row block; zero between calls
+  int max_splits_ = 1;
+  int sm_count_ = 1;
+  void make_workspace();
+};
+
+// How a GEMV is split: `splits` blocks share each 128-row block along K, each taking
+// chunks_per_split chunks (its activations staged in shared memory, xs_stride halves a row).
+struct GemvPlan {
+  int splits = 1, chunks_per_split = 1, xs_stride = 0;
+  size_t smem_bytes = 0;
+};
+// forced_splits > 0 asks for at most that many splits (tests use it to cover both epilogues).
+GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int forced_splits = 0);
+
+// y[m, n] = x[m, k] · Ŵ[n, k]ᵀ, Ŵ = s·(q − z) per group; x, y device f16 (bits), row-major,
+// contiguous, 1 ≤ m ≤ 16. One kernel launch; no allocation (graph-capturable).
+// Moves N·K·bits/8 + N·(K/g)·2 (scales) [+ N·(K/g)·bits/8 zeros] + 2·m·K + 2·m·N bytes and does
+// 2·m·N·K flops: at most 64 flop/byte at INT4, far under the H100's ~330 (f16 mma over HBM3), so
+// the floor is the bytes over copy bandwidth: ~23.3 MB → ~7.8 µs for 11008×4096 g128 at 3.0 TB/s.
+void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream,
+                    int forced_splits = 0);
+
+}  // namespace llmc::kernels::cuda

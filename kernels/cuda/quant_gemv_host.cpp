@@ -1,0 +1,155 @@
+// Host side of the quantized GEMV: repacking QuantizedWeight into the fragment layout described
+// in quant_gemv.hpp, uploading it, and choosing the split-K plan of a launch.
+#include <algorithm>
+
+#include "kernels/cuda/quant_gemv.hpp"
+
+namespace llmc::kernels::cuda {
+
+namespace {
+
+constexpr int kRowsPerBlock = 128;           // 8 warps × one 16-row tile (quant_gemv.cu)
+constexpr size_t kSmemBudget = 48 * 1024;    // default dynamic shared memory, no opt-in needed
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name) {
+  w.validate(name);
+  const std::string where = "quantized weight '" + name + "' (GPU upload): ";
+  check(w.g_idx.empty(), where + "act-order g_idx is not supported by the GPU kernels; reorder the columns first");
+  const int64_t gl = w.group_len(), ng = w.n_groups();
+  check(ng == 1 || gl % 32 == 0,
+        where + "group size " + std::to_string(gl) + " must be a multiple of 32 (or span the whole row)");
+  check(w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31), where + "shape too large for 32-bit indexing");
+
+  RepackedWeight r;
+  GemvLayout& l = r.layout;
+  l.bits = w.bits;
+  l.symmetric = w.symmetric;
+  l.rows = w.rows;
+  l.cols = w.cols;
+  l.tiles = ceil_div(w.rows, 16);
+  l.chunk_k = w.bits == 4 ? 64 : 32;
+  l.chunks = ceil_div(w.cols, l.chunk_k);
+  l.n_groups = ng;
+  l.k32_per_group = ng == 1 ? 0 : gl / 32;
+
+  // Padding (rows ≥ N or columns ≥ K) gets the code of value 0; the kernel also zero-fills the
+  // activations past K, and rows ≥ N are never written.
+  const uint32_t pad = w.symmetric ? (w.bits == 4 ? 8u : 128u) : 0u;
+  const uint32_t sym_offset = w.symmetric ? (w.bits == 4 ? 8u : 128u) : 0u;
+  auto code = [&](int64_t row, int64_t col) -> uint32_t {
+    if (row >= w.rows || col >= w.cols) return pad;
+    return static_cast<uint32_t>(w.q(row, col) + static_cast<int>(sym_offset));
+  };
+
+  r.packed.assign(static_cast<size_t>(l.tiles * l.chunks * 512), 0);
+  for (int64_t t = 0; t < l.tiles; ++t)
+    for (int64_t c = 0; c < l.chunks; ++c)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane >> 2, tig = lane & 3;
+        const int64_t r0 = 16 * t + g, r1 = r0 + 8;
+        uint8_t* dst = r.packed.data() + ((t * l.chunks + c) * 32 + lane) * 16;
+        for (int j = 0; j < 4; ++j) {  // one 32-bit word per j
+          uint32_t word = 0;
+          if (w.bits == 4) {
+            // word j = mma step j: k32 block j/2, half j%2; fragment a0..a7 (PTX ISA, mma.m16n8k16
+            // f16 A layout: a0,a1 row g; a2,a3 row g+8; a4,a5 row g, k+8; a6,a7 row g+8, k+8),
+            // with logical k 2t+{0,1} → column kb+{0,1} and 2t+8+{0,1} → kb+{2,3}.
+            const int64_t kb = c * 64 + (j >> 1) * 32 + tig * 8 + (j & 1) * 4;
+            const uint32_t a[8] = {code(r0, kb),     code(r0, kb + 1), code(r1, kb),     code(r1, kb + 1),
+                                   code(r0, kb + 2), code(r0, kb + 3), code(r1, kb + 2), code(r1, kb + 3)};
+            // Nibble order a0 a2 a4 a6 a1 a3 a5 a7: masks 0x000f000f / 0x00f000f0 then pick (a0,a1)
+            // and (a2,a3) as f16 pairs, and the same after >> 8 gives (a4,a5), (a6,a7).
+            static constexpr int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+            for (int i = 0; i < 8; ++i) word |= a[order[i]] << (4 * i);
+          } else {
+            // words 2h, 2h+1 = mma step h: bytes (a0,a1,a2,a3) and (a4,a5,a6,a7).
+            const int h = j >> 1;
+            const int64_t kb = c * 32 + tig * 8 + h * 4 + (j & 1) * 2;
+            const uint32_t a[4] = {code(r0, kb), code(r0, kb + 1), code(r1, kb), code(r1, kb + 1)};
+            for (int i = 0; i < 4; ++i) word |= a[i] << (8 * i);
+          }
+          for (int b = 0; b < 4; ++b) dst[j * 4 + b] = static_cast<uint8_t>(word >> (8 * b));
+        }
+      }
+
+  r.scales.assign(static_cast<size_t>(ng * l.tiles * 16), 0);
+  if (!w.symmetric) r.zeros.assign(r.scales.size(), 0);
+  for (int64_t grp = 0; grp < ng; ++grp)
+    for (int64_t t = 0; t < l.tiles; ++t)
+      for (int g = 0; g < 8; ++g)
+        for (int e = 0; e < 2; ++e) {
+          const int64_t row = 16 * t + g + 8 * e;
+          if (row >= w.rows) continue;
+          const size_t i = static_cast<size_t>(((grp * l.tiles + t) * 8 + g) * 2 + e);
+          r.scales[i] = w.scales[row * ng + grp];
+          if (!w.symmetric) r.zeros[i] = static_cast<uint8_t>(w.zero(row, grp));
+        }
+  return r;
+}
+
+GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int forced_splits) {
+  check(m >= 1 && m <= 16, "gemv_quantized: m must be in [1, 16], got " + std::to_string(m));
+  const int64_t mp = m <= 8 ? 8 : 16;  // activation rows staged (one or two n8 mma tiles)
+  const int64_t row_blocks = ceil_div(l.padded_rows(), kRowsPerBlock);
+  const int64_t max_cps = std::max<int64_t>(1, (static_cast<int64_t>(kSmemBudget) / (2 * mp) - 32) / l.chunk_k);
+  int64_t cps;
+  if (forced_splits > 0) {
+    cps = ceil_div(l.chunks, forced_splits);
+  } else {
+    // Two resident blocks of 8 warps per SM keep ~64 KB of loads in flight per SM; split K until
+    // the grid fills that, but no finer than one chunk per split.
+    const int64_t target = 2 * static_cast<int64_t>(sm_count);
+    const int64_t splits = std::clamp<int64_t>((target + row_blocks / 2) / row_blocks, 1, l.chunks);
+    cps = std::min(ceil_div(l.chunks, splits), max_cps);
+  }
+  GemvPlan p;
+  p.chunks_per_split = static_cast<int>(cps);
+  p.splits = static_cast<int>(ceil_div(l.chunks, cps));
+  const int64_t kslice = cps * l.chunk_k;
+  // Row stride ≡ 32 halves (mod 64): the two rows a quarter-warp reads land in disjoint banks.
+  p.xs_stride = static_cast<int>(kslice + (kslice % 64 == 0 ? 32 : 0));
+  p.smem_bytes = static_cast<size_t>(mp * p.xs_stride * 2);
+  return p;
+}
+
+GpuQuantWeight GpuQuantWeight::upload(const QuantizedWeight& w, const std::string& name) {
+  return upload(repack_for_gpu(w, name));
+}
+
+GpuQuantWeight GpuQuantWeight::upload(const RepackedWeight& r) {
+  GpuQuantWeight g;
+  g.layout_ = r.layout;
+  g.packed_ = DeviceBuffer<uint8_t>(r.packed);
+  g.scales_ = DeviceBuffer<uint16_t>(r.scales);
+  if (!r.zeros.empty()) g.zeros_ = DeviceBuffer<uint8_t>(r.zeros);
+  int dev = 0;
+  LLMC_CUDA_CHECK(cudaGetDevice(&dev));
+  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.sm_count_, cudaDevAttrMultiProcessorCount, dev));
+  g.make_workspace();
+  return g;
+}
+
+GpuQuantWeight GpuQuantWeight::clone() const {
+  GpuQuantWeight g;
+  g.layout_ = layout_;
+  g.packed_ = packed_.clone();
+  g.scales_ = scales_.clone();
+  g.zeros_ = zeros_.clone();
+  g.sm_count_ = sm_count_;
+  g.make_workspace();
+  return g;
+}
+
+void GpuQuantWeight::make_workspace() {
+  max_splits_ = std::max({plan_gemv(layout_, 1, sm_count_).splits, plan_gemv(layout_, 16, sm_count_).splits,
+                          static_cast<int>(std::min<int64_t>(4, layout_.chunks))});
+  workspace_ = DeviceBuffer<float>(static_cast<size_t>(max_splits_) * 16 * layout_.padded_rows());
+  counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(ceil_div(layout_.padded_rows(), kRowsPerBlock)));
+  LLMC_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
+}
+
+}  // namespace llmc::kernels::cuda

@@ -1,0 +1,93 @@
+// cuBLAS linear_f16 against its CPU twin linear_f32, dequantize_to_f16 against dequantize()
+// rounded to f16 (bit-exact), and the prefill path against linear_quantized.
+#include <doctest/doctest.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/dense.hpp"
+#include "kernels/cpu/quant_gemm.hpp"
+#include "kernels/cuda/prefill.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
+
+using namespace llmc;
+using namespace llmc::kernels::cuda;
+using llmc::test::random_half;
+using llmc::test::random_quantized;
+
+TEST_CASE("linear_f16 (cuBLAS) matches the CPU twin linear_f32 on f16-rounded inputs") {
+  LLMC_REQUIRE_GPU();
+  const CublasHandle h;
+  struct Shape {
+    int64_t m, n, k;
+  };
+  uint32_t seed = 300;
+  for (const Shape s : {Shape{1, 1000, 576}, Shape{16, 4096, 4096}, Shape{37, 300, 200}, Shape{128, 512, 320}}) {
+    const auto x = random_half(s.m * s.k, ++seed), w = random_half(s.n * s.k, ++seed, 0.05f);
+    std::vector<float> ref(s.m * s.n);
+    kernels::cpu::linear_f32(x.vals.data(), w.vals.data(), nullptr, ref.data(), s.m, s.n, s.k);
+    DeviceBuffer<uint16_t> dx(x.bits), dw(w.bits), dy(std::vector<uint16_t>(s.m * s.n, 0x7E00));
+    linear_f16(h, dx.data(), dw.data(), dy.data(), s.m, s.n, s.k, nullptr);
+    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+    // Exact f16 products summed in f32 (CUBLAS_COMPUTE_32F) on both sides: same argument and
+    // tolerance as the quantized GEMV.
+    std::ostringstream what;
+    what << "m=" << s.m << " n=" << s.n << " k=" << s.k;
+    test::check_close(dy.download(), ref, test::abs_products(x.vals, w.vals, s.m, s.n, s.k), 1e-4, what.str());
+  }
+}
+
+TEST_CASE("dequantize_to_f16 equals dequantize() rounded to f16, bit for bit") {
+  LLMC_REQUIRE_GPU();
+  struct Case {
+    int bits;
+    bool sym;
+    int64_t n, k, gs;
+  };
+  uint32_t seed = 400;
+  for (const Case c : {Case{4, true, 1000, 576, 64}, Case{4, false, 37, 100, 0}, Case{4, false, 333, 96, 32},
+                       Case{8, true, 1000, 576, 0}, Case{8, false, 21, 70, 0}, Case{8, false, 200, 160, 32}}) {
+    const QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
+    const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    DeviceBuffer<uint16_t> out(std::vector<uint16_t>(c.n * c.k, 0x7E00));
+    dequantize_to_f16(gw, out.data(), nullptr);
+    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::vector<uint16_t> got = out.download();
+    // s·(q − z) is exact in f32 (11 + 8 significant bits), so both sides round the same real
+    // number to nearest-even f16 once.
+    const Tensor ref = dequantize(w);
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < c.n * c.k; ++i) mismatches += got[i] != f32_to_f16(ref.data<float>()[i]);
+    INFO("W" << c.bits << (c.sym ? " sym" : " asym") << " N=" << c.n << " K=" << c.k << " g=" << c.gs);
+    CHECK(mismatches == 0);
+  }
+}
+
+TEST_CASE("linear_quantized_prefill matches the CPU twin linear_quantized") {
+  LLMC_REQUIRE_GPU();
+  const CublasHandle h;
+  struct Case {
+    int bits;
+    bool sym;
+    int64_t n, k, gs, m;
+  };
+  uint32_t seed = 500;
+  for (const Case c : {Case{4, true, 1000, 576, 64, 37}, Case{4, false, 4096, 4096, 128, 128},
+                       Case{8, true, 512, 320, 0, 300}, Case{4, true, 300, 256, 128, 1}}) {
+    const QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
+    const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    const auto x = random_half(c.m * c.k, ++seed);
+    std::vector<float> ref(c.m * c.n);
+    kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), c.m);
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + c.n * c.k);
+    DeviceBuffer<uint16_t> dx(x.bits), dy(std::vector<uint16_t>(c.m * c.n, 0x7E00)), scratch(c.n * c.k);
+    linear_quantized_prefill(gw, h, dx.data(), dy.data(), c.m, scratch.data(), nullptr);
+    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+    // On top of the GEMV's error, each weight is rounded to f16 (≤ 2⁻¹¹ relative per term).
+    std::ostringstream what;
+    what << "W" << c.bits << " N=" << c.n << " K=" << c.k << " m=" << c.m;
+    test::check_close(dy.download(), ref, test::abs_products(x.vals, wf, c.m, c.n, c.k), 1e-4 + 0x1p-11, what.str());
+  }
+}

@@ -1,0 +1,141 @@
+// gemv_quantized (and the repacking behind it) against its CPU twin linear_quantized on random
+// weights of every layout the GPU path takes, 1..16 tokens, shapes that are not tile multiples.
+#include <doctest/doctest.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/quant_gemm.hpp"
+#include "kernels/cuda/quant_gemv.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
+
+using namespace llmc;
+using namespace llmc::kernels::cuda;
+using llmc::test::random_half;
+using llmc::test::random_quantized;
+
+TEST_CASE("repack_for_gpu and plan_gemv reject what the GPU kernels do not take") {
+  QuantizedWeight act = random_quantized(4, true, 64, 128, 32, 1);
+  act.g_idx.assign(128, 0);
+  for (int c = 0; c < 128; ++c) act.g_idx[c] = (c * 7) % 4;
+  CHECK_THROWS_WITH_AS(repack_for_gpu(act, "blk.0.q"), doctest::Contains("act-order"), Error);
+  const QuantizedWeight g16 = random_quantized(4, true, 64, 128, 16, 2);
+  CHECK_THROWS_WITH_AS(repack_for_gpu(g16, "blk.0.k"), doctest::Contains("multiple of 32"), Error);
+  QuantizedWeight bad_scale = random_quantized(4, true, 64, 128, 32, 3);
+  bad_scale.scales[5] = f32_to_f16(-1.0f);
+  CHECK_THROWS_WITH_AS(repack_for_gpu(bad_scale, "blk.0.v"), doctest::Contains("blk.0.v"), Error);
+  const RepackedWeight r = repack_for_gpu(random_quantized(4, false, 40, 96, 32, 4), "w");
+  CHECK(r.layout.tiles == 3);
+  CHECK(r.layout.chunks == 2);
+  CHECK(r.packed.size() == 3 * 2 * 512);
+  CHECK(r.scales.size() == 3 * 3 * 16);
+  CHECK(r.zeros.size() == r.scales.size());
+  CHECK_THROWS_AS(plan_gemv(r.layout, 17, 132), Error);
+  CHECK_THROWS_AS(plan_gemv(r.layout, 0, 132), Error);
+}
+
+TEST_CASE("repacked fragments hold each weight code exactly once") {
+  // Decodes the INT8 layout with the fragment map spelled out independently (PTX ISA, f16 A
+  // fragment of mma.m16n8k16) and checks it against q(r, c) + 128 everywhere, padding too.
+  const QuantizedWeight w = random_quantized(8, true, 21, 70, 0, 5);
+  const RepackedWeight r = repack_for_gpu(w, "w");
+  const int64_t chunks = r.layout.chunks;
+  std::vector<int> seen(21 * 70, 0);
+  for (int64_t t = 0; t < r.layout.tiles; ++t)
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int lane = 0; lane < 32; ++lane)
+        for (int h = 0; h < 2; ++h)
+          for (int i = 0; i < 8; ++i) {  // fragment element a_i of mma step h
+            const int row = 16 * static_cast<int>(t) + lane / 4 + ((i / 2) % 2) * 8;
+            const int logical_k = (lane % 4) * 2 + (i % 2) + (i / 4) * 8;  // k within the k16 step
+            // logical k 2t+e ↦ column 8t + 4h + e, logical 2t+8+e ↦ 8t + 4h + 2 + e
+            const int col = static_cast<int>(c) * 32 + (logical_k % 8) / 2 * 8 + 4 * h + (logical_k / 8) * 2 +
+                            logical_k % 2;
+            const uint8_t byte = r.packed[((t * chunks + c) * 32 + lane) * 16 + h * 8 + (i / 4) * 4 + i % 4];
+            if (row < 21 && col < 70) {
+              CHECK(static_cast<int>(byte) == w.q(row, col) + 128);
+              ++seen[row * 70 + col];
+            } else {
+              CHECK(byte == 128);  // padding decodes to 0
+            }
+          }
+  for (int s : seen) CHECK(s == 1);
+}
+
+TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
+  LLMC_REQUIRE_GPU();
+  struct Case {
+    int bits;
+    bool sym;
+    int64_t n, k, gs;
+    std::vector<int64_t> ms;
+    std::vector<int> splits;  // 0: the planner's choice; 1: the direct epilogue; 3: split-K
+  };
+  const std::vector<Case> cases = {
+      {4, true, 1000, 576, 64, {1, 2, 5, 8, 9, 13, 16}, {0, 1, 3}},
+      {4, false, 1000, 576, 64, {1, 7, 16}, {0, 1, 3}},
+      {4, true, 333, 96, 32, {1, 16}, {0, 1}},     // K padded to the 64-column chunk
+      {4, false, 37, 100, 0, {1, 3, 16}, {0, 1}},  // per channel, K not a multiple of 8
+      {4, true, 4096, 4096, 128, {1, 16}, {0}},
+      {4, true, 11008, 4096, 128, {1, 16}, {0}},
+      {4, false, 4096, 11008, 128, {1, 16}, {0}},
+      {8, true, 1000, 576, 0, {1, 9, 16}, {0, 1, 3}},
+      {8, false, 1000, 576, 0, {1, 16}, {0, 1}},
+      {8, false, 200, 160, 32, {1, 16}, {0, 1}},
+      {8, true, 4096, 4096, 0, {1, 16}, {0}},
+  };
+  uint32_t seed = 100;
+  for (const Case& cs : cases) {
+    const QuantizedWeight w = random_quantized(cs.bits, cs.sym, cs.n, cs.k, cs.gs, ++seed);
+    const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + cs.n * cs.k);
+    for (int64_t m : cs.ms) {
+      const auto x = random_half(m * cs.k, ++seed);
+      std::vector<float> ref(m * cs.n);
+      kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), m);
+      const std::vector<double> abs_sum = test::abs_products(x.vals, wf, m, cs.n, cs.k);
+      DeviceBuffer<uint16_t> dx(x.bits), dy(m * cs.n);
+      const std::vector<uint16_t> poison(m * cs.n, 0x7E00);  // f16 NaN: unwritten outputs fail
+      for (int splits : cs.splits) {
+        std::ostringstream what_os;
+        what_os << "W" << cs.bits << (cs.sym ? " sym" : " asym") << " N=" << cs.n << " K=" << cs.k << " g=" << cs.gs
+                << " m=" << m << " splits=" << splits;
+        const std::string what = what_os.str();
+        dy.upload(poison);
+        gemv_quantized(gw, dx.data(), dy.data(), m, nullptr, splits);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        const std::vector<uint16_t> got = dy.download();
+        // f32 accumulation of exact products (q − z)·x, one rounding per group scale: the
+        // summation error is ~√K·2⁻²⁴·Σ|x·w| ≈ 6e-6·Σ|x·w| at K = 11008; 1e-4 leaves room for
+        // the CPU twin's own order while a wrong element (|y| ≈ Σ|x·w|/√K ≥ 1e-2·Σ|x·w|) fails.
+        test::check_close(got, ref, abs_sum, 1e-4, what);
+        // Same inputs, same bits: the split-K reduction runs in a fixed order and its counters
+        // reset themselves for the next launch.
+        dy.upload(poison);
+        gemv_quantized(gw, dx.data(), dy.data(), m, nullptr, splits);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        INFO(what);
+        CHECK(dy.download() == got);
+      }
+    }
+  }
+}
+
+TEST_CASE("a cloned GPU weight computes the same outputs") {
+  LLMC_REQUIRE_GPU();
+  const QuantizedWeight w = random_quantized(4, false, 700, 1024, 128, 7);
+  const GpuQuantWeight a = GpuQuantWeight::upload(w, "w");
+  const GpuQuantWeight b = a.clone();
+  const auto x = random_half(4 * 1024, 8);
+  DeviceBuffer<uint16_t> dx(x.bits), ya(4 * 700), yb(4 * 700);
+  gemv_quantized(a, dx.data(), ya.data(), 4, nullptr);
+  gemv_quantized(b, dx.data(), yb.data(), 4, nullptr);
+  LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto ga = ya.download();
+  CHECK(ga == yb.download());
+  bool any_nonzero = false;
+  for (uint16_t v : ga) any_nonzero |= (v & 0x7FFF) != 0;
+  CHECK(any_nonzero);
+}
