@@ -141,32 +141,36 @@ AwqResult awq_quantize(const std::vector<AwqLinear>& linears, int64_t cols, cons
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t g = 0; g < ng; ++g) bound[r * ng + g] = Ws.row(r).segment(g * gl, gl).cwiseAbs().maxCoeff();
     if (steps > 0) {
-      for (int64_t g = 0; g < ng; ++g) {
-        const auto Wg = Ws.middleCols(g * gl, gl);
-        std::vector<double> best_err(rows, std::numeric_limits<double>::infinity()), org(rows);
-        for (int64_t r = 0; r < rows; ++r) org[r] = bound[r * ng + g];
-        RowMatD Dg(rows, gl);
-        for (int i = 0; i < steps; ++i) {
-          const double p = 1.0 - static_cast<double>(i) / cfg.clip_grid;
-#pragma omp parallel for schedule(static)
-          for (int64_t r = 0; r < rows; ++r) {
-            const double mv = org[r] * p;
-            Eigen::RowVectorXd cur = Wg.row(r).cwiseMax(-mv).cwiseMin(mv);
-            const GroupGrid grid = fit_group(cur.data(), gl, 1, qc);
-            for (int64_t c = 0; c < gl; ++c)
-              Dg(r, c) = dequantize_value(quantize_value(cur[c], grid, qc), grid) - Wg(r, c);
-          }
-          Eigen::VectorXd err;
-          if (use_gram)
-            err = (Dg * gram[g]).cwiseProduct(Dg).rowwise().sum();
-          else
-            err = (Dg * Xc.middleCols(g * gl, gl).transpose()).rowwise().squaredNorm() / nc;
-          for (int64_t r = 0; r < rows; ++r)
-            if (err[r] < best_err[r]) {
-              best_err[r] = err[r];
-              bound[r * ng + g] = org[r] * p;
+      // rows are independent: one parallel region, each thread sweeping its rows' groups and shrinks
+#pragma omp parallel
+      {
+        Eigen::RowVectorXd cur(gl), d(gl), tmp(gl);
+        Eigen::VectorXd out(Xc.rows());
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t g = 0; g < ng; ++g) {
+            const auto w = Ws.row(r).segment(g * gl, gl);
+            const double org = bound[r * ng + g];
+            double best_err = std::numeric_limits<double>::infinity();
+            for (int i = 0; i < steps; ++i) {
+              const double p = 1.0 - static_cast<double>(i) / cfg.clip_grid, mv = org * p;
+              cur = w.cwiseMax(-mv).cwiseMin(mv);
+              const GroupGrid grid = fit_group(cur.data(), gl, 1, qc);
+              for (int64_t c = 0; c < gl; ++c) d[c] = dequantize_value(quantize_value(cur[c], grid, qc), grid) - w[c];
+              double err;
+              if (use_gram) {
+                tmp.noalias() = d * gram[g];
+                err = tmp.dot(d);
+              } else {
+                out.noalias() = Xc.middleCols(g * gl, gl) * d.transpose();
+                err = out.squaredNorm() / nc;
+              }
+              if (err < best_err) {
+                best_err = err;
+                bound[r * ng + g] = mv;
+              }
             }
-        }
+          }
       }
     }
     std::vector<int16_t> codes(rows * cols);

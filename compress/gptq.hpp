@@ -29,12 +29,16 @@ struct GptqResult {
   std::string warning;       // non-empty when damping had to grow or RTN was used instead
 };
 
-// W [rows = out, cols = in] row-major f32; H [cols, cols] = 2·XᵀX/n (HessianAccumulator).
-// Group grids are fitted when the sweep enters a group, on the group's weights as updated by every
-// earlier column (the reference reads a copy that misses updates from earlier columns of the same
-// lazy block; we apply them, which makes the result independent of block_size). Never throws for
-// an ill-conditioned H: it raises the damping, then falls back to RTN with a warning. Throws
-// Error naming `name` on bad shapes, config, or non-finite W or H.
+// W [rows = out, cols = in] row-major f32; H [cols, cols] = 2·XᵀX/n (HessianAccumulator), symmetric.
+// Dead inputs (H_jj = 0) get H_jj = 1 and a zero weight column, as in the reference. The sweep
+// runs in float64 over the factor V of H + λI = V·Vᵀ instead of U = chol((H + λI)⁻¹) (hessian.hpp;
+// the same quantized weight up to rounding, without forming the inverse). Group grids are fitted
+// when the sweep enters a group, on the group's weights as updated by every earlier column (the
+// reference reads a copy that misses updates from earlier columns of the same lazy block; we apply
+// them, which makes the result independent of block_size). With act_order and fitted groups, the
+// groups are contiguous in the permuted order and g_idx maps each input column to its group.
+// Never throws for an ill-conditioned H: it raises the damping, then falls back to RTN with a
+// warning. Throws Error naming `name` on bad shapes, config, or non-finite W or H.
 GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen::MatrixXd& H, const GptqConfig& cfg,
                          const std::string& name);
 

@@ -1,5 +1,5 @@
 // The layer Hessian H = 2·XᵀX/n of the squared output error (GPTQ §2, SparseGPT §3) and the
-// upper Cholesky factor of its damped inverse that both GPTQ and SparseGPT sweep over.
+// triangular factor of its damped form that both GPTQ and SparseGPT sweep over.
 #pragma once
 #include <cstdint>
 #include <string>
