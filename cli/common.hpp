@@ -36,5 +36,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_prune(int argc, char** argv);
 int cmd_compress(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace llmc::cli

@@ -122,7 +122,7 @@ TEST_CASE("e2e: SmolLM2-135M-Instruct GGUF logits and greedy decoding match tran
 }
 
 TEST_CASE("e2e: all-MiniLM-L6-v2 mean-pooled embeddings match sentence-transformers") {
-  const fs::path dir = llmc::test::models_dir() / "minilm";
+  const fs::path dir = llmc::test::models_dir() / "all-MiniLM-L6-v2";
   if (!present(dir / "model.safetensors")) return;
   llmc::Model model = llmc::runtime::load_model(dir.string());
   REQUIRE(model.arch == "bert");

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Reproduces the accuracy table of docs/results.md: compresses SmolLM2-135M-Instruct with each
+# method and evaluates it against the original on WikiText-2 test. Results go to results/ as
+# JSON, one file per configuration, and a Markdown table is printed at the end.
+# Usage: bash scripts/results.sh [WINDOWS]   (after scripts/setup.sh; takes about an hour on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=build/llmcompress
+MODEL=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+DATA=${DATA:-../shared/data/wikitext-2-raw}
+WINDOWS=${1:-20}
+OUT=results
+mkdir -p "$OUT"
+CALIB="--calib $DATA/wiki.valid.raw --nsamples 32 --seqlen 512 --seed 0"
+EVAL="--data $DATA/wiki.test.raw --ctx 512 --max-windows $WINDOWS --json"
+
+run() {  # run NAME COMMAND... : compress with COMMAND, then evaluate against the original
+  local name=$1; shift
+  if [ ! -f "$OUT/$name.eval.json" ]; then
+    if [ "$name" != original ]; then
+      "$BIN" "$@" -o "$OUT/$name.llmc" --json > "$OUT/$name.compress.json"
+      "$BIN" eval "$OUT/$name.llmc" --reference "$MODEL" $EVAL > "$OUT/$name.eval.json.tmp"
+    else
+      "$BIN" eval "$MODEL" $EVAL > "$OUT/$name.eval.json.tmp"
+    fi
+    mv "$OUT/$name.eval.json.tmp" "$OUT/$name.eval.json"
+  fi
+  echo "done: $name" >&2
+}
+
+run original
+run w8a16-rtn        quantize "$MODEL" --scheme w8a16 --method rtn --group-size 0 $CALIB
+run w8a8-smoothquant quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 $CALIB
+run w8a8-static-mse  quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 --activations static --observer mse $CALIB
+run w4a16-g64-rtn    quantize "$MODEL" --scheme w4a16 --method rtn --group-size 64 $CALIB
+run w4a16-g64-gptq   quantize "$MODEL" --scheme w4a16 --method gptq --group-size 64 $CALIB
+run w4a16-g64-awq    quantize "$MODEL" --scheme w4a16 --method awq --group-size 64 --asym $CALIB
+run prune50-magnitude prune "$MODEL" --method magnitude --sparsity 0.5 $CALIB
+run prune50-wanda     prune "$MODEL" --method wanda --sparsity 0.5 $CALIB
+run prune50-sparsegpt prune "$MODEL" --method sparsegpt --sparsity 0.5 $CALIB
+run 2of4-magnitude    prune "$MODEL" --method magnitude --pattern 2:4 $CALIB
+run 2of4-wanda        prune "$MODEL" --method wanda --pattern 2:4 $CALIB
+run 2of4-sparsegpt    prune "$MODEL" --method sparsegpt --pattern 2:4 $CALIB
+run 2of4-sparsegpt-w4-rtn compress "$MODEL" --recipe examples/recipes/2of4_w4.yaml $CALIB
+
+python3 scripts/results_table.py "$OUT"
