@@ -152,7 +152,7 @@ int cmd_prune(int argc, char** argv) {
   cxxopts::Options o("llmcompress prune", "Prune the linear layers of a model");
   add_common(o);
   o.add_options()("sparsity", "fraction of weights set to zero (unstructured)", cxxopts::value<double>()->default_value("0.5"))(
-      "pattern", "unstructured, 2:4, 4:8 (N:M)", cxxopts::value<std::string>()->default_value("unstructured"))(
+      "pattern", "unstructured, 2:4, 4:8 (N:M), channels (FFN) or heads (KV groups)", cxxopts::value<std::string>()->default_value("unstructured"))(
       "method", "magnitude, wanda or sparsegpt", cxxopts::value<std::string>()->default_value("magnitude"))(
       "scope", "magnitude threshold per layer or global", cxxopts::value<std::string>()->default_value("layer"));
   auto a = parse(o, argc, argv);

@@ -8,6 +8,7 @@
 
 #include "calibrate/block_runner.hpp"
 #include "compress/linear_passes.hpp"
+#include "compress/shrink.hpp"
 #include "runtime/session.hpp"
 
 namespace llmc::compress {
@@ -58,7 +59,7 @@ StatsNeeds needs_of(const Recipe& r, int64_t nsamples) {
   for (auto& st : r.stages) {
     if (st.kind == Stage::Kind::Prune) {
       s.hessian |= st.prune.method == "sparsegpt";
-      s.sq_norm |= st.prune.method == "wanda";
+      s.sq_norm |= st.prune.method == "wanda";  // also the activation-aware structured scores
     } else {
       s.hessian |= st.quant.method == "gptq";
       s.abs_max |= st.quant.method == "smoothquant";
@@ -114,7 +115,9 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
     if (opt.progress) opt.progress("compress", static_cast<int64_t>(b), static_cast<int64_t>(blocks.size()));
     std::vector<LinearTarget> lins = linears_in(g, blk.begin, blk.end);
     std::map<std::string, LinearInputStats> stats;  // by input value name
-    if (runner) {
+    auto gather = [&] {
+      stats.clear();
+      if (!runner) return;
       for (auto& l : lins)
         if (!stats.count(l.input)) stats.emplace(l.input, LinearInputStats(l.cols, needs, l.name + " input"));
       std::map<size_t, std::string> watched;
@@ -123,11 +126,37 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
         auto it = watched.find(k);
         if (it != watched.end()) stats.at(it->second).add(*in[0]);
       }, false);
-    }
+    };
+    gather();
     for (auto& l : lins) states[l.name].original = g.weights.at(l.weight).to_f32();
 
     for (size_t si = 0; si < recipe.stages.size(); ++si) {
       const Stage& st = recipe.stages[si];
+      if (st.kind == Stage::Kind::Prune && !st.prune.structure.empty()) {
+        const bool aware = st.prune.method == "wanda";
+        auto stats_for = [&](const std::string& suffix) -> const LinearInputStats* {
+          for (auto& l : lins)
+            if (aware && l.name == blk.name + suffix && stats.count(l.input)) return &stats.at(l.input);
+          return nullptr;
+        };
+        const std::string label = st.prune.method + " " + st.prune.structure + " " +
+                                  std::to_string(static_cast<int>(std::lround(st.prune.sparsity * 100))) + "%";
+        if (st.prune.structure == "channels")
+          shrink_ffn(g, blk.name, st.prune.sparsity, stats_for(".mlp.down_proj"));
+        else
+          shrink_heads(g, blk.name, st.prune.sparsity, stats_for(".self_attn.o_proj"));
+        // shapes changed: errors are measured against the shrunk layers from here on
+        lins = linears_in(g, blk.begin, blk.end);
+        for (auto& l : lins) {
+          LinearState& s = states[l.name];
+          s.original = g.weights.at(l.weight).to_f32();
+          const bool touched = st.prune.structure == "channels" ? l.name.find(".mlp.") != std::string::npos
+                                                                : l.name.find(".self_attn.") != std::string::npos;
+          if (touched) s.method = s.method.empty() ? label : s.method + " + " + label;
+        }
+        gather();
+        continue;
+      }
       std::vector<LinearTarget> sel;
       for (auto& l : lins)
         if (selected(st, l)) sel.push_back(l);
@@ -168,6 +197,8 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
     }
   }
 
+  for (auto& st : recipe.stages)
+    if (st.kind == Stage::Kind::Prune && !st.prune.structure.empty()) update_config_after_shrink(model);
   round_dense_weights(model, recipe.dense_dtype);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   model.metadata["llmc.recipe"] = recipe.to_json().dump();

@@ -31,6 +31,7 @@ json Recipe::to_json() const {
       st["prune"] = {{"method", s.prune.method}, {"scope", s.prune.scope}};
       if (s.prune.m) st["prune"]["pattern"] = std::to_string(s.prune.n) + ":" + std::to_string(s.prune.m);
       else st["prune"]["sparsity"] = s.prune.sparsity;
+      if (!s.prune.structure.empty()) st["prune"]["pattern"] = s.prune.structure;
     } else {
       const auto& q = s.quant;
       st["quantize"] = {{"method", q.method}, {"bits", q.bits}, {"group_size", q.group_size}, {"symmetric", q.symmetric}};
@@ -65,14 +66,18 @@ void apply_scheme(QuantStage& q, const std::string& scheme) {
 }
 
 void apply_pattern(PruneStage& p, const std::string& pattern) {
-  if (pattern == "unstructured") {
-    p.n = p.m = 0;
+  p.structure.clear();
+  p.n = p.m = 0;
+  if (pattern == "unstructured") return;
+  if (pattern == "channels" || pattern == "heads") {
+    p.structure = pattern;
     return;
   }
   std::smatch m;
   static const std::regex nm(R"((\d+):(\d+))");
   if (!std::regex_match(pattern, m, nm))
-    throw Error("unknown pattern '" + pattern + "' (expected unstructured or N:M such as 2:4)", ErrorKind::Usage);
+    throw Error("unknown pattern '" + pattern + "' (expected unstructured, N:M such as 2:4, channels or heads)",
+                ErrorKind::Usage);
   p.n = std::stoi(m[1]);
   p.m = std::stoi(m[2]);
 }
@@ -105,6 +110,8 @@ void validate(const Recipe& r) {
         throw Error(where + "scope must be layer or global", ErrorKind::Usage);
       if (p.scope == "global" && (p.method != "magnitude" || p.m != 0))
         throw Error(where + "a global threshold applies to unstructured magnitude pruning only", ErrorKind::Usage);
+      if (!p.structure.empty() && p.method == "sparsegpt")
+        throw Error(where + "structured pruning scores by magnitude or wanda, not sparsegpt", ErrorKind::Usage);
       if (quant_stages) throw Error(where + "pruning must come before quantization", ErrorKind::Usage);
     } else {
       const auto& q = s.quant;

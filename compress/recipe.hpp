@@ -17,6 +17,9 @@ struct PruneStage {
   double sparsity = 0.5;             // unstructured fraction of zeros, in [0, 1)
   int n = 0, m = 0;                  // N:M when m > 0 (pattern "2:4", "4:8")
   std::string scope = "layer";       // magnitude only: "layer" or "global" threshold
+  // Structured pruning with shape shrink: "channels" (FFN) or "heads" (whole KV groups); the
+  // method then picks the scores: magnitude (weight norms) or wanda (activation-aware).
+  std::string structure;
 };
 
 struct QuantStage {

@@ -184,3 +184,44 @@ TEST_CASE("bad recipes are refused before any work") {
   CHECK_THROWS_WITH_AS(compress::compress_model(short_calib, recipe_for("gptq", 4), random_tokens(10, 1)),
                        doctest::Contains("fewer than one window"), Error);
 }
+
+TEST_CASE("structured pruning shrinks FFN channels and KV groups, and the model still runs") {
+  const auto calib = random_tokens(400, 8);
+  auto dir = test::scratch_dir("pipeline_structured");
+  for (std::string method : {"magnitude", "wanda"}) {
+    CAPTURE(method);
+    Model m = tiny_llama(4);
+    compress::Recipe r;
+    compress::Stage ch, hd;
+    ch.kind = hd.kind = compress::Stage::Kind::Prune;
+    ch.prune.method = hd.prune.method = method;
+    ch.prune.sparsity = 0.25;
+    hd.prune.sparsity = 0.5;
+    compress::apply_pattern(ch.prune, "channels");
+    compress::apply_pattern(hd.prune, "heads");
+    r.stages = {ch, hd};
+    r.calib_file = "random tokens";
+    r.calib.nsamples = 4;
+    r.calib.seqlen = 24;
+    compress::compress_model(m, r, calib);
+    CHECK(m.graph.weights.at("model.layers.0.mlp.up_proj.weight").shape() == Shape{96, 64});
+    CHECK(m.graph.weights.at("model.layers.1.mlp.down_proj.weight").shape() == Shape{64, 96});
+    CHECK(m.graph.weights.at("model.layers.0.self_attn.q_proj.weight").shape() == Shape{32, 64});  // 2 of 4 heads
+    CHECK(m.graph.weights.at("model.layers.0.self_attn.k_proj.weight").shape() == Shape{16, 64});  // 1 of 2 KV heads
+    CHECK(m.graph.weights.at("model.layers.0.self_attn.o_proj.weight").shape() == Shape{64, 32});
+    CHECK(m.config["intermediate_size"] == 96);
+    CHECK(m.config["num_attention_heads"] == 2);
+    CHECK(m.config["num_key_value_heads"] == 1);
+    CHECK(m.config["head_dim"] == 16);
+    runtime::Session s(m);
+    auto ids = random_tokens(12, 2);
+    Tensor a = s.forward(ids);
+    for (float v : a.f32_values()) REQUIRE(std::isfinite(v));
+    const std::string p = (dir / (method + ".llmc")).string();
+    formats::write_llmc(m, p, {"f16"});
+    Model back = runtime::load_model(p);
+    runtime::Session s2(back);
+    Tensor b = s2.forward(ids);
+    CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+  }
+}
