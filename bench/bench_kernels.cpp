@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cuda/dense_gemm.hpp"
+#include "kernels/cuda/noop.hpp"
 #include "kernels/cuda/prefill.hpp"
 #include "kernels/cuda/quant_gemv.hpp"
 #include "runtime/ir/dtype.hpp"
@@ -111,7 +112,7 @@ int main(int argc, char** argv) {
     } else if (a == "--runs" && i + 1 < argc) {
       runs = std::max(50, std::atoi(argv[++i]));
     } else if (a == "--quick") {
-      quick = true;  // one shape, for smoke tests
+      quick = true;  // only 11008×4096 (profiling, smoke tests)
     } else {
       std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick]\n");
       return 2;
@@ -146,13 +147,23 @@ int main(int argc, char** argv) {
       const double t = time_per_call(s, 2, 50, [&](int) { linear_f16(cublas, a.data(), b.data(), c.data(), d, d, d, s); });
       gemm_tflops = 2.0 * d * d * d / t * 1e-12;
     }
-    std::fprintf(stderr, "copy bandwidth %.0f GB/s, f16 GEMM %.0f TFLOP/s\n", copy_bw * 1e-9, gemm_tflops);
+    // Per-launch overhead included in every per-call time below (graph node to graph node).
+    const double noop_us = 1e6 * time_per_call(s, 40, runs, [&](int) { launch_noop(s); });
+    std::fprintf(stderr, "copy bandwidth %.0f GB/s, f16 GEMM %.0f TFLOP/s, empty kernel %.2f us\n", copy_bw * 1e-9,
+                 gemm_tflops, noop_us);
+    GemvWorkspace ws(11008, 16), ws_serial(11008, 16, /*overlap_launches=*/false);
+    struct Sweep {
+      int64_t n, k, m;
+      int splits_asked, splits;
+      double us;
+    };
+    std::vector<Sweep> sweep;
 
     struct Shape {
       int64_t n, k;
     };
     std::vector<Shape> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-    if (quick) shapes.resize(1);
+    if (quick) shapes = {{11008, 4096}};
     const std::vector<int64_t> ms = {1, 16, 128, 2048};
     const int64_t max_m = 2048;
     std::vector<Row> rows;
@@ -183,9 +194,16 @@ int main(int argc, char** argv) {
         });
         rows.push_back({n, k, m, "cublas_f16", t_cublas * 1e6, act + 2.0 * n * k, flops, t_cublas * 1e6});
         if (m <= 16) {
-          const double t4 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, s); });
+          const double t4 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws, s); });
           rows.push_back({n, k, m, "w4a16_g128_gemv", t4 * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
-          const double t8 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w8[i % n8], x.data(), y.data(), m, s); });
+          const double t4s = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws_serial, s); });
+          rows.push_back({n, k, m, "w4a16_g128_gemv_serial", t4s * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+          for (int sp : {0, 1, 2, 4, 8, 16}) {  // split-K sensitivity (0: the planner's choice)
+            const int used = plan_gemv(w4[0].layout(), m, w4[0].sm_count(), ws.max_splits(), sp).splits;
+            const double ts = time_per_call(s, batch, 50, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws, s, sp); });
+            sweep.push_back({n, k, m, sp, used, ts * 1e6});
+          }
+          const double t8 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w8[i % n8], x.data(), y.data(), m, ws, s); });
           rows.push_back({n, k, m, "w8a16_perchannel_gemv", t8 * 1e6, act + w8[0].weight_bytes(), flops, t_cublas * 1e6});
         } else {
           const double tp = time_per_call(s, batch, runs, [&](int i) {
@@ -204,8 +222,6 @@ int main(int argc, char** argv) {
 
     std::printf("device: %s (%d SMs, L2 %d MB); copy bandwidth %.0f GB/s (1 GiB D2D, read+write); f16 GEMM 8192^3 %.0f TFLOP/s\n",
                 prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_bw * 1e-9, gemm_tflops);
-    std::printf("%-6s %-6s %-5s %-22s %9s %8s %8s %10s %9s\n", "N", "K", "M", "kernel", "us", "GB/s", "TFLOP/s",
-                "vs cuBLAS", "of copyBW");
     nlohmann::json j;
     j["device"] = prop.name;
     j["sm_count"] = prop.multiProcessorCount;
@@ -213,7 +229,23 @@ int main(int argc, char** argv) {
     j["copy_bandwidth_GBps"] = copy_bw * 1e-9;
     j["gemm_f16_8192_TFLOPs"] = gemm_tflops;
     j["runs"] = runs;
+    j["empty_kernel_us"] = noop_us;
+    j["w4_split_sweep"] = nlohmann::json::array();
+    std::printf("empty kernel (per-launch overhead inside every figure): %.2f us\n", noop_us);
+    std::printf("W4 g128 GEMV split-K sweep, us per call (asked splits -> used):");
+    for (const Sweep& w : sweep) {
+      if (w.splits_asked == 0)
+        std::printf("\n  %lldx%lld m=%lld: planner %d -> %.2f", static_cast<long long>(w.n), static_cast<long long>(w.k),
+                    static_cast<long long>(w.m), w.splits, w.us);
+      else
+        std::printf(" | %d->%d %.2f", w.splits_asked, w.splits, w.us);
+      j["w4_split_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"splits_asked", w.splits_asked},
+                                     {"splits", w.splits}, {"us", w.us}});
+    }
+    std::printf("\n");
     j["rows"] = nlohmann::json::array();
+    std::printf("%-6s %-6s %-5s %-22s %9s %8s %8s %10s %9s\n", "N", "K", "M", "kernel", "us", "GB/s", "TFLOP/s",
+                "vs cuBLAS", "of copyBW");
     for (const Row& r : rows) {
       const double t = r.us * 1e-6, gbps = r.bytes / t * 1e-9, tf = r.flops / t * 1e-12;
       const double speedup = r.cublas_us > 0 ? r.cublas_us / r.us : 0, of_bw = r.bytes / t / copy_bw;

@@ -70,4 +70,18 @@ __device__ __forceinline__ void dequant_w8(uint32_t w0, uint32_t w1, __half2 sub
   a[3] = as_u32(__hsub2(as_h2(__byte_perm(w1, kExp, 0x4342)), sub_g8));
 }
 
+// Programmatic dependent launch (PTX griddepcontrol, sm_90): wait for the previous kernel in the
+// stream to complete and flush its writes; let the next kernel start launching. No-ops elsewhere,
+// and when the launch did not ask for programmatic serialization.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 }  // namespace llmc::kernels::cuda::detail

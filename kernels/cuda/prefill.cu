@@ -18,25 +18,15 @@ struct DequantArgs {
   int n, k, tiles, chunks, n_groups, k32_per_group;
 };
 
-// Writes four consecutive halves of row `row` starting at column k0 (8-byte store when aligned).
-__device__ __forceinline__ void store4(const DequantArgs& p, int row, int k0, __half2 lo, __half2 hi) {
-  if (row >= p.n) return;
-  __half* dst = p.out + static_cast<size_t>(row) * p.k + k0;
-  if ((p.k & 3) == 0 && k0 + 4 <= p.k) {
-    *reinterpret_cast<uint2*>(dst) = make_uint2(as_u32(lo), as_u32(hi));
-  } else {
-    const __half v[4] = {__low2half(lo), __high2half(lo), __low2half(hi), __high2half(hi)};
-    for (int e = 0; e < 4; ++e)
-      if (k0 + e < p.k) dst[e] = v[e];
-  }
-}
-
 // One warp per (tile, chunk) 512-byte block, grid-stride. The A fragment registers hold
-// (row g: k, k+1), (row g+8: k, k+1), (row g: k+2, k+3), (row g+8: k+2, k+3) with k = kb.
+// (row g: k, k+1), (row g+8: k, k+1), (row g: k+2, k+3), (row g+8: k+2, k+3) with k = kb; they
+// go through a per-warp shared-memory tile so that global stores are whole 16-byte row segments.
 template <int BITS, bool ASYM>
 __global__ void __launch_bounds__(256) dequant_kernel(const DequantArgs p) {
-  constexpr int kSub = BITS == 4 ? 2 : 1, KC = 32 * kSub;
+  constexpr int kSub = BITS == 4 ? 2 : 1, KC = 32 * kSub, kStride = KC + 8;  // +8: fewer conflicts
+  __shared__ __align__(16) __half tile_smem[8][16 * kStride];
   const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  __half* tile = tile_smem[threadIdx.x >> 5];
   const long total = static_cast<long>(p.tiles) * p.chunks;
   for (long blk = (static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; blk < total;
        blk += static_cast<long>(gridDim.x) * blockDim.x / 32) {
@@ -68,18 +58,36 @@ __global__ void __launch_bounds__(256) dequant_kernel(const DequantArgs p) {
         else
           dequant_w8(wv[2 * h], wv[2 * h + 1], sub_g, sub_g8, a);
         // (q − z) is exact in f16; one rounding of s·(q − z), as the f32 reference rounded to f16.
-        const int k0 = c * KC + sb * 32 + tig * 8 + h * 4;
-        store4(p, t * 16 + g, k0, __hmul2(as_h2(a[0]), s_g), __hmul2(as_h2(a[2]), s_g));
-        store4(p, t * 16 + g + 8, k0, __hmul2(as_h2(a[1]), s_g8), __hmul2(as_h2(a[3]), s_g8));
+        const int col = sb * 32 + tig * 8 + h * 4;
+        *reinterpret_cast<uint2*>(tile + g * kStride + col) =
+            make_uint2(as_u32(__hmul2(as_h2(a[0]), s_g)), as_u32(__hmul2(as_h2(a[2]), s_g)));
+        *reinterpret_cast<uint2*>(tile + (g + 8) * kStride + col) =
+            make_uint2(as_u32(__hmul2(as_h2(a[1]), s_g8)), as_u32(__hmul2(as_h2(a[3]), s_g8)));
       }
     }
+    __syncwarp();
+    constexpr int kSegs = KC / 8;  // 16-byte segments per tile row
+#pragma unroll
+    for (int j = 0; j < 16 * kSegs / 32; ++j) {
+      const int i = j * 32 + lane, r = i / kSegs, seg = i % kSegs;
+      const int row = t * 16 + r, k0 = c * KC + seg * 8;
+      if (row >= p.n || k0 >= p.k) continue;
+      const __half* src = tile + r * kStride + seg * 8;
+      __half* dst = p.out + static_cast<size_t>(row) * p.k + k0;
+      if ((p.k & 7) == 0) {  // k0 + 8 ≤ K and 16-byte aligned
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int e = 0; e < 8 && k0 + e < p.k; ++e) dst[e] = src[e];
+      }
+    }
+    __syncwarp();  // the tile is rewritten by the next block
   }
 }
 
 template <int BITS, bool ASYM>
 void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
   const long blocks_needed = (static_cast<long>(a.tiles) * a.chunks + 7) / 8;
-  const unsigned grid = static_cast<unsigned>(std::min<long>(blocks_needed, 16L * sm_count));
+  const unsigned grid = static_cast<unsigned>(std::min<long>(blocks_needed, 8L * sm_count));
   dequant_kernel<BITS, ASYM><<<grid, 256, 0, stream>>>(a);
   LLMC_CUDA_CHECK_LAUNCH("dequantize_to_f16");
 }

@@ -103,6 +103,9 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
 
   B cur;
   if (tile_ok) cur.load(p, wp, t, g, c0, c1);  // in flight while the activations are staged
+  // Programmatic dependent launch (sm_90): everything above reads only the weight; x, y and the
+  // workspace may still be in use by the kernel before this one in the stream.
+  grid_dependency_wait();
   stage_x<MP>(p, xs, c0 * KC, (c1 - c0) * KC);
   __syncthreads();
 
@@ -161,6 +164,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
     }
   }
 
+  launch_dependents();  // the next kernel's blocks may start prefetching as ours retire
   // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
   if (p.splits == 1) {
     if (!tile_ok) return;
@@ -191,44 +195,60 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   __syncthreads();
   if (!last_block) return;
   __threadfence();
-  const int row = rb * kWarps * 16 + (threadIdx.x & 127);
+  // Thread → one row and every other token; all loads of a group of splits are independent, so
+  // the reduction costs about one L2 round trip per four splits.
+  constexpr int kPer = MP / 2;
+  const int row = rb * kWarps * 16 + (threadIdx.x & 127), m0 = threadIdx.x >> 7;
   if (row < p.n) {
-    for (int m = threadIdx.x >> 7; m < p.m; m += kThreads / 128) {
-      const float* src = p.ws + static_cast<size_t>(m) * p.np + row;
-      float sum = 0.0f;
+    float sum[kPer] = {};
+    const float* src = p.ws + row;
 #pragma unroll 4
-      for (int sp = 0; sp < p.splits; ++sp) sum += __ldcg(src + static_cast<size_t>(sp) * MP * p.np);
-      p.y[static_cast<size_t>(m) * p.n + row] = __float2half_rn(sum);
-    }
+    for (int sp = 0; sp < p.splits; ++sp)
+#pragma unroll
+      for (int i = 0; i < kPer; ++i)
+        if (m0 + 2 * i < p.m) sum[i] += __ldcg(src + (static_cast<size_t>(sp) * MP + m0 + 2 * i) * p.np);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i)
+      if (m0 + 2 * i < p.m) p.y[static_cast<size_t>(m0 + 2 * i) * p.n + row] = __float2half_rn(sum[i]);
   }
   if (threadIdx.x == 0) p.counters[rb] = 0;  // ready for the next launch (stream order)
 }
 
 template <int BITS, int NT, bool ASYM>
-void launch(const GemvArgs& a, dim3 grid, size_t smem, cudaStream_t stream) {
+void launch(const GemvArgs& a, dim3 grid, size_t smem, bool overlap, cudaStream_t stream) {
   auto kernel = gemv_kernel<BITS, NT, ASYM>;
   if (smem > 48 * 1024)
     LLMC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<grid, kThreads, smem, stream>>>(a);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = overlap ? 1 : 0;
+  LLMC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
   LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
 }
 
 }  // namespace
 
-void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream,
-                    int forced_splits) {
+void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int64_t m, GemvWorkspace& ws,
+                    cudaStream_t stream, int forced_splits) {
   const GemvLayout& l = w.layout();
-  const GemvPlan plan = plan_gemv(l, m, w.sm_count(), forced_splits);
-  check(plan.splits <= w.max_splits(), "gemv_quantized: " + std::to_string(plan.splits) +
-                                           " splits exceed the workspace's " + std::to_string(w.max_splits()));
+  check(l.padded_rows() <= ws.max_rows(), "gemv_quantized: the workspace covers " + std::to_string(ws.max_rows()) +
+                                              " rows, the weight has " + std::to_string(l.rows));
+  const GemvPlan plan = plan_gemv(l, m, w.sm_count(), ws.max_splits(), forced_splits);
   GemvArgs a{};
   a.packed = reinterpret_cast<const uint4*>(w.packed());
   a.scales = reinterpret_cast<const __half2*>(w.scales());
   a.zeros = reinterpret_cast<const uchar2*>(w.zeros());
   a.x = reinterpret_cast<const __half*>(x);
   a.y = reinterpret_cast<__half*>(y);
-  a.ws = w.workspace();
-  a.counters = w.counters();
+  a.ws = ws.partials();
+  a.counters = ws.counters();
   a.m = static_cast<int>(m);
   a.n = static_cast<int>(l.rows);
   a.k = static_cast<int>(l.cols);
@@ -246,16 +266,17 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
   a.x_vec = l.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   const dim3 grid(static_cast<unsigned>((l.tiles + kWarps - 1) / kWarps), static_cast<unsigned>(plan.splits));
   const bool nt2 = m > 8;
+  const bool overlap = ws.overlap_launches() && w.compute_major() >= 9;
   if (l.bits == 4) {
     if (l.symmetric)
-      nt2 ? launch<4, 2, false>(a, grid, plan.smem_bytes, stream) : launch<4, 1, false>(a, grid, plan.smem_bytes, stream);
+      nt2 ? launch<4, 2, false>(a, grid, plan.smem_bytes, overlap, stream) : launch<4, 1, false>(a, grid, plan.smem_bytes, overlap, stream);
     else
-      nt2 ? launch<4, 2, true>(a, grid, plan.smem_bytes, stream) : launch<4, 1, true>(a, grid, plan.smem_bytes, stream);
+      nt2 ? launch<4, 2, true>(a, grid, plan.smem_bytes, overlap, stream) : launch<4, 1, true>(a, grid, plan.smem_bytes, overlap, stream);
   } else {
     if (l.symmetric)
-      nt2 ? launch<8, 2, false>(a, grid, plan.smem_bytes, stream) : launch<8, 1, false>(a, grid, plan.smem_bytes, stream);
+      nt2 ? launch<8, 2, false>(a, grid, plan.smem_bytes, overlap, stream) : launch<8, 1, false>(a, grid, plan.smem_bytes, overlap, stream);
     else
-      nt2 ? launch<8, 2, true>(a, grid, plan.smem_bytes, stream) : launch<8, 1, true>(a, grid, plan.smem_bytes, stream);
+      nt2 ? launch<8, 2, true>(a, grid, plan.smem_bytes, overlap, stream) : launch<8, 1, true>(a, grid, plan.smem_bytes, overlap, stream);
   }
 }
 

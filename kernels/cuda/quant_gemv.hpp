@@ -47,36 +47,52 @@ struct RepackedWeight {
 // and a group length that is a multiple of 32 unless one group spans the whole row.
 RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name);
 
-// A quantized linear weight on the device plus the split-K workspace of its GEMV. The workspace
-// makes one weight usable by one stream at a time (concurrent GEMVs on one weight would race).
+// A quantized linear weight on the device (read-only once uploaded).
 class GpuQuantWeight {
  public:
   static GpuQuantWeight upload(const QuantizedWeight& w, const std::string& name);
   static GpuQuantWeight upload(const RepackedWeight& r);
-  // A device-side copy (fresh workspace), e.g. to rotate copies through L2 in benchmarks.
+  // A device-side copy, e.g. to rotate copies through L2 in benchmarks.
   GpuQuantWeight clone() const;
 
   const GemvLayout& layout() const { return layout_; }
   // Bytes of packed values, scales and zero points on the device: what one GEMV must read.
   size_t weight_bytes() const { return packed_.bytes() + scales_.bytes() + zeros_.bytes(); }
-  int max_splits() const { return max_splits_; }
 
   const uint8_t* packed() const { return packed_.data(); }
   const uint16_t* scales() const { return scales_.data(); }
   const uint8_t* zeros() const { return zeros_.data(); }
-  float* workspace() const { return workspace_.data(); }
-  unsigned* counters() const { return counters_.data(); }
   int sm_count() const { return sm_count_; }
+  int compute_major() const { return compute_major_; }
 
  private:
   GemvLayout layout_;
   DeviceBuffer<uint8_t> packed_, zeros_;
   DeviceBuffer<uint16_t> scales_;
-  mutable DeviceBuffer<float> workspace_;     // [max_splits][16][padded_rows] partial sums
-  mutable DeviceBuffer<unsigned> counters_;   // one per 128-row block; zero between calls
-  int max_splits_ = 1;
-  int sm_count_ = 1;
-  void make_workspace();
+  int sm_count_ = 1, compute_major_ = 0;
+};
+
+// Split-K scratch of gemv_quantized: f32 partial sums [max_splits][16][rows] and one arrival
+// counter per 128-row block (zero between calls; each call leaves them zero). One workspace per
+// stream serves every weight with at most max_rows rows; two streams need two.
+// overlap_launches: on sm_90+, launch with programmatic stream serialization so that a GEMV's
+// weight prefetch overlaps the tail of the kernel before it (which must finish before x, y or
+// the workspace are touched: the kernel waits on griddepcontrol for that).
+class GemvWorkspace {
+ public:
+  explicit GemvWorkspace(int64_t max_rows, int max_splits = 16, bool overlap_launches = true);
+  int64_t max_rows() const { return max_rows_; }
+  int max_splits() const { return max_splits_; }
+  bool overlap_launches() const { return overlap_; }
+  float* partials() { return partials_.data(); }
+  unsigned* counters() { return counters_.data(); }
+
+ private:
+  int64_t max_rows_;
+  int max_splits_;
+  bool overlap_;
+  DeviceBuffer<float> partials_;
+  DeviceBuffer<unsigned> counters_;
 };
 
 // How a GEMV is split: `splits` blocks share each 128-row block along K, each taking
@@ -85,15 +101,17 @@ struct GemvPlan {
   int splits = 1, chunks_per_split = 1, xs_stride = 0;
   size_t smem_bytes = 0;
 };
-// forced_splits > 0 asks for at most that many splits (tests use it to cover both epilogues).
-GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int forced_splits = 0);
+// At most max_splits splits; forced_splits > 0 asks for at most that many instead of the
+// planner's choice (tests use it to cover both epilogues, bench_kernels to sweep).
+GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int max_splits, int forced_splits = 0);
 
 // y[m, n] = x[m, k] · Ŵ[n, k]ᵀ, Ŵ = s·(q − z) per group; x, y device f16 (bits), row-major,
-// contiguous, 1 ≤ m ≤ 16. One kernel launch; no allocation (graph-capturable).
+// contiguous, 1 ≤ m ≤ 16. One kernel launch; no allocation (graph-capturable); ws must cover the
+// weight's rows and belong to `stream`.
 // Moves N·K·bits/8 + N·(K/g)·2 (scales) [+ N·(K/g)·bits/8 zeros] + 2·m·K + 2·m·N bytes and does
 // 2·m·N·K flops: at most 64 flop/byte at INT4, far under the H100's ~330 (f16 mma over HBM3), so
 // the floor is the bytes over copy bandwidth: ~23.3 MB → ~7.8 µs for 11008×4096 g128 at 3.0 TB/s.
-void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream,
-                    int forced_splits = 0);
+void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int64_t m, GemvWorkspace& ws,
+                    cudaStream_t stream, int forced_splits = 0);
 
 }  // namespace llmc::kernels::cuda

@@ -91,20 +91,21 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
   return r;
 }
 
-GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int forced_splits) {
+GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int max_splits, int forced_splits) {
   check(m >= 1 && m <= 16, "gemv_quantized: m must be in [1, 16], got " + std::to_string(m));
+  check(max_splits >= 1, "gemv_quantized: max_splits must be ≥ 1");
   const int64_t mp = m <= 8 ? 8 : 16;  // activation rows staged (one or two n8 mma tiles)
   const int64_t row_blocks = ceil_div(l.padded_rows(), kRowsPerBlock);
   const int64_t max_cps = std::max<int64_t>(1, (static_cast<int64_t>(kSmemBudget) / (2 * mp) - 32) / l.chunk_k);
   int64_t cps;
   if (forced_splits > 0) {
-    cps = ceil_div(l.chunks, forced_splits);
+    cps = ceil_div(l.chunks, std::min(forced_splits, max_splits));
   } else {
     // Two resident blocks of 8 warps per SM keep ~64 KB of loads in flight per SM; split K until
     // the grid fills that, but no finer than one chunk per split.
     const int64_t target = 2 * static_cast<int64_t>(sm_count);
     const int64_t splits = std::clamp<int64_t>((target + row_blocks / 2) / row_blocks, 1, l.chunks);
-    cps = std::min(ceil_div(l.chunks, splits), max_cps);
+    cps = std::max(std::min(ceil_div(l.chunks, splits), max_cps), ceil_div(l.chunks, max_splits));
   }
   GemvPlan p;
   p.chunks_per_split = static_cast<int>(cps);
@@ -129,7 +130,7 @@ GpuQuantWeight GpuQuantWeight::upload(const RepackedWeight& r) {
   int dev = 0;
   LLMC_CUDA_CHECK(cudaGetDevice(&dev));
   LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.sm_count_, cudaDevAttrMultiProcessorCount, dev));
-  g.make_workspace();
+  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.compute_major_, cudaDevAttrComputeCapabilityMajor, dev));
   return g;
 }
 
@@ -140,15 +141,18 @@ GpuQuantWeight GpuQuantWeight::clone() const {
   g.scales_ = scales_.clone();
   g.zeros_ = zeros_.clone();
   g.sm_count_ = sm_count_;
-  g.make_workspace();
+  g.compute_major_ = compute_major_;
   return g;
 }
 
-void GpuQuantWeight::make_workspace() {
-  max_splits_ = std::max({plan_gemv(layout_, 1, sm_count_).splits, plan_gemv(layout_, 16, sm_count_).splits,
-                          static_cast<int>(std::min<int64_t>(4, layout_.chunks))});
-  workspace_ = DeviceBuffer<float>(static_cast<size_t>(max_splits_) * 16 * layout_.padded_rows());
-  counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(ceil_div(layout_.padded_rows(), kRowsPerBlock)));
+GemvWorkspace::GemvWorkspace(int64_t max_rows, int max_splits, bool overlap_launches)
+    : max_rows_(ceil_div(max_rows, kRowsPerBlock) * kRowsPerBlock),
+      max_splits_(max_splits),
+      overlap_(overlap_launches),
+      partials_(static_cast<size_t>(max_splits) * 16 * static_cast<size_t>(max_rows_)),
+      counters_(static_cast<size_t>(max_rows_ / kRowsPerBlock)) {
+  check(max_rows > 0 && max_splits >= 1, "GemvWorkspace: bad size rows=" + std::to_string(max_rows) +
+                                             " splits=" + std::to_string(max_splits));
   LLMC_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
 }
 

@@ -31,8 +31,16 @@ TEST_CASE("repack_for_gpu and plan_gemv reject what the GPU kernels do not take"
   CHECK(r.packed.size() == 3 * 2 * 512);
   CHECK(r.scales.size() == 3 * 3 * 16);
   CHECK(r.zeros.size() == r.scales.size());
-  CHECK_THROWS_AS(plan_gemv(r.layout, 17, 132), Error);
-  CHECK_THROWS_AS(plan_gemv(r.layout, 0, 132), Error);
+  CHECK_THROWS_AS(plan_gemv(r.layout, 17, 132, 16), Error);
+  CHECK_THROWS_AS(plan_gemv(r.layout, 0, 132, 16), Error);
+  // Llama-7B shapes: one wave of two 8-warp blocks per SM on an H100, K slices in shared memory.
+  const RepackedWeight big = repack_for_gpu(random_quantized(4, true, 4096, 11008, 128, 6), "w");
+  const GemvPlan p1 = plan_gemv(big.layout, 1, 132, 16);
+  CHECK(p1.splits * 32 <= 2 * 132);
+  CHECK(p1.splits * p1.chunks_per_split >= big.layout.chunks);
+  CHECK(p1.smem_bytes <= 48 * 1024);
+  CHECK(plan_gemv(big.layout, 16, 132, 16).smem_bytes <= 48 * 1024);
+  CHECK(plan_gemv(big.layout, 1, 132, 3).splits <= 3);
 }
 
 TEST_CASE("repacked fragments hold each weight code exactly once") {
@@ -89,6 +97,7 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
   for (const Case& cs : cases) {
     const QuantizedWeight w = random_quantized(cs.bits, cs.sym, cs.n, cs.k, cs.gs, ++seed);
     const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    GemvWorkspace ws(cs.n);
     const Tensor wd = dequantize(w);
     const std::vector<float> wf(wd.data<float>(), wd.data<float>() + cs.n * cs.k);
     for (int64_t m : cs.ms) {
@@ -104,7 +113,7 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
                 << " m=" << m << " splits=" << splits;
         const std::string what = what_os.str();
         dy.upload(poison);
-        gemv_quantized(gw, dx.data(), dy.data(), m, nullptr, splits);
+        gemv_quantized(gw, dx.data(), dy.data(), m, ws, nullptr, splits);
         LLMC_CUDA_CHECK(cudaDeviceSynchronize());
         const std::vector<uint16_t> got = dy.download();
         // f32 accumulation of exact products (q − z)·x, one rounding per group scale: the
@@ -114,7 +123,7 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
         // Same inputs, same bits: the split-K reduction runs in a fixed order and its counters
         // reset themselves for the next launch.
         dy.upload(poison);
-        gemv_quantized(gw, dx.data(), dy.data(), m, nullptr, splits);
+        gemv_quantized(gw, dx.data(), dy.data(), m, ws, nullptr, splits);
         LLMC_CUDA_CHECK(cudaDeviceSynchronize());
         INFO(what);
         CHECK(dy.download() == got);
@@ -123,19 +132,53 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
   }
 }
 
-TEST_CASE("a cloned GPU weight computes the same outputs") {
+TEST_CASE("a cloned GPU weight computes the same outputs; a workspace too small is refused") {
   LLMC_REQUIRE_GPU();
   const QuantizedWeight w = random_quantized(4, false, 700, 1024, 128, 7);
   const GpuQuantWeight a = GpuQuantWeight::upload(w, "w");
   const GpuQuantWeight b = a.clone();
   const auto x = random_half(4 * 1024, 8);
   DeviceBuffer<uint16_t> dx(x.bits), ya(4 * 700), yb(4 * 700);
-  gemv_quantized(a, dx.data(), ya.data(), 4, nullptr);
-  gemv_quantized(b, dx.data(), yb.data(), 4, nullptr);
+  GemvWorkspace ws(700);
+  gemv_quantized(a, dx.data(), ya.data(), 4, ws, nullptr);
+  gemv_quantized(b, dx.data(), yb.data(), 4, ws, nullptr);
   LLMC_CUDA_CHECK(cudaDeviceSynchronize());
   const auto ga = ya.download();
   CHECK(ga == yb.download());
   bool any_nonzero = false;
   for (uint16_t v : ga) any_nonzero |= (v & 0x7FFF) != 0;
   CHECK(any_nonzero);
+  GemvWorkspace small(512);
+  CHECK_THROWS_WITH_AS(gemv_quantized(a, dx.data(), ya.data(), 4, small, nullptr), doctest::Contains("workspace"), Error);
+}
+
+TEST_CASE("chained GEMVs without synchronization see each other's outputs (launch overlap on and off)") {
+  LLMC_REQUIRE_GPU();
+  // y1 = W1·x, y2 = W2·y1 back to back on one stream: with programmatic dependent launch the
+  // second kernel starts prefetching W2 early but must read y1 only once the first has finished.
+  const int64_t m = 5, k = 1024, n1 = 2048, n2 = 768;
+  const QuantizedWeight w1 = random_quantized(4, true, n1, k, 128, 11);
+  QuantizedWeight w2 = random_quantized(4, false, n2, n1, 64, 12);
+  const GpuQuantWeight g1 = GpuQuantWeight::upload(w1, "w1"), g2 = GpuQuantWeight::upload(w2, "w2");
+  const auto x = random_half(m * k, 13);
+  const Tensor w2d = dequantize(w2);
+  const std::vector<float> w2f(w2d.data<float>(), w2d.data<float>() + n2 * n1);
+  cudaStream_t stream;
+  LLMC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (bool overlap : {true, false}) {
+    GemvWorkspace ws(n1, 16, overlap);
+    DeviceBuffer<uint16_t> dx(x.bits), y1(std::vector<uint16_t>(m * n1, 0x7E00)), y2(std::vector<uint16_t>(m * n2, 0x7E00));
+    for (int rep = 0; rep < 3; ++rep) {
+      gemv_quantized(g1, dx.data(), y1.data(), m, ws, stream);
+      gemv_quantized(g2, y1.data(), y2.data(), m, ws, stream);
+    }
+    LLMC_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const std::vector<uint16_t> y1h = y1.download();
+    std::vector<float> y1f(m * n1), ref(m * n2);
+    for (int64_t i = 0; i < m * n1; ++i) y1f[i] = f16_to_f32(y1h[i]);
+    kernels::cpu::linear_quantized(y1f.data(), w2, nullptr, ref.data(), m);
+    test::check_close(y2.download(), ref, test::abs_products(y1f, w2f, m, n2, n1), 1e-4,
+                      overlap ? "chain, overlapped launches" : "chain, serialized launches");
+  }
+  LLMC_CUDA_CHECK(cudaStreamDestroy(stream));
 }
