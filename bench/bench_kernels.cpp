@@ -99,6 +99,11 @@ struct Row {
   double us, bytes, flops, cublas_us;
 };
 
+void log_row(const Row& r) {  // progress on stderr, so a failure later still leaves the numbers
+  std::fprintf(stderr, "  %lldx%lld m=%lld %-34s %9.2f us\n", static_cast<long long>(r.n), static_cast<long long>(r.k),
+               static_cast<long long>(r.m), r.kernel.c_str(), r.us);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -151,7 +156,16 @@ int main(int argc, char** argv) {
     const double noop_us = 1e6 * time_per_call(s, 40, runs, [&](int) { launch_noop(s); });
     std::fprintf(stderr, "copy bandwidth %.0f GB/s, f16 GEMM %.0f TFLOP/s, empty kernel %.2f us\n", copy_bw * 1e-9,
                  gemm_tflops, noop_us);
-    GemvWorkspace ws(11008, 16), ws_serial(11008, 16, /*overlap_launches=*/false);
+    // Launch variants of the W4 GEMV (quant_gemv.hpp, GemvOptions): the default overlaps launches
+    // and reduces split-K in a cluster; the others show what each of the two is worth.
+    GemvWorkspace ws(11008, 16);
+    struct Variant {
+      const char* name;
+      GemvWorkspace ws;
+    };
+    Variant variants[] = {{"w4a16_g128_gemv_serial", GemvWorkspace(11008, 16, GemvOptions{false, true})},
+                          {"w4a16_g128_gemv_globalred", GemvWorkspace(11008, 16, GemvOptions{true, false})},
+                          {"w4a16_g128_gemv_serial_globalred", GemvWorkspace(11008, 16, GemvOptions{false, false})}};
     struct Sweep {
       int64_t n, k, m;
       int splits_asked, splits;
@@ -193,18 +207,29 @@ int main(int argc, char** argv) {
           linear_f16(cublas, x.data(), dense[i % nd].data(), y.data(), m, n, k, s);
         });
         rows.push_back({n, k, m, "cublas_f16", t_cublas * 1e6, act + 2.0 * n * k, flops, t_cublas * 1e6});
+        log_row(rows.back());
         if (m <= 16) {
           const double t4 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws, s); });
           rows.push_back({n, k, m, "w4a16_g128_gemv", t4 * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
-          const double t4s = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws_serial, s); });
-          rows.push_back({n, k, m, "w4a16_g128_gemv_serial", t4s * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+          log_row(rows.back());
+          for (Variant& v : variants) {
+            const double tv = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, v.ws, s); });
+            rows.push_back({n, k, m, v.name, tv * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+            log_row(rows.back());
+          }
           for (int sp : {0, 1, 2, 4, 8, 16}) {  // split-K sensitivity (0: the planner's choice)
-            const int used = plan_gemv(w4[0].layout(), m, w4[0].sm_count(), ws.max_splits(), sp).splits;
-            const double ts = time_per_call(s, batch, 50, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws, s, sp); });
+            GemvWorkspace& vw = sp > 8 ? variants[1].ws : ws;  // clusters take ≤ 8 splits
+            const GemvPlan plan = plan_gemv(w4[0].layout(), m, w4[0].sm_count(), sp > 8 ? 16 : 8, sp);
+            if (plan.smem_bytes > prop.sharedMemPerBlockOptin) continue;  // K slice too long for one block
+            const int used = plan.splits;
+            const double ts = time_per_call(s, batch, 50, [&](int i) {
+              gemv_quantized(w4[i % n4], x.data(), y.data(), m, vw, s, sp);
+            });
             sweep.push_back({n, k, m, sp, used, ts * 1e6});
           }
           const double t8 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w8[i % n8], x.data(), y.data(), m, ws, s); });
           rows.push_back({n, k, m, "w8a16_perchannel_gemv", t8 * 1e6, act + w8[0].weight_bytes(), flops, t_cublas * 1e6});
+          log_row(rows.back());
         } else {
           const double tp = time_per_call(s, batch, runs, [&](int i) {
             linear_quantized_prefill(w4[i % n4], cublas, x.data(), y.data(), m, scratch.data(), s);
@@ -212,11 +237,13 @@ int main(int argc, char** argv) {
           rows.push_back({n, k, m, "w4a16_g128_prefill", tp * 1e6,
                           act + w4[0].weight_bytes() + 4.0 * n * k /* scratch written and read */, flops,
                           t_cublas * 1e6});
+          log_row(rows.back());
         }
       }
       {  // the dequantization alone (the prefill path's overhead over cuBLAS)
         const double td = time_per_call(s, 12, runs, [&](int i) { dequantize_to_f16(w4[i % n4], scratch.data(), s); });
         rows.push_back({n, k, 0, "w4_dequant_to_f16", td * 1e6, w4[0].weight_bytes() + 2.0 * n * k, 0, 0});
+        log_row(rows.back());
       }
     }
 

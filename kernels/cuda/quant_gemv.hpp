@@ -72,25 +72,33 @@ class GpuQuantWeight {
   int sm_count_ = 1, compute_major_ = 0;
 };
 
+// How gemv_quantized launches on sm_90+ (both ignored on older GPUs):
+//  overlap_launches: programmatic stream serialization, so that a GEMV's weight prefetch overlaps
+//    the tail of the kernel before it (which must finish before x, y or the workspace are
+//    touched: the kernel waits on griddepcontrol for that).
+//  cluster_reduce: split-K partial sums meet in distributed shared memory of a thread block
+//    cluster (≤ 8 splits) instead of the global workspace.
+struct GemvOptions {
+  bool overlap_launches = true;
+  bool cluster_reduce = true;
+};
+
 // Split-K scratch of gemv_quantized: f32 partial sums [max_splits][16][rows] and one arrival
 // counter per 128-row block (zero between calls; each call leaves them zero). One workspace per
 // stream serves every weight with at most max_rows rows; two streams need two.
-// overlap_launches: on sm_90+, launch with programmatic stream serialization so that a GEMV's
-// weight prefetch overlaps the tail of the kernel before it (which must finish before x, y or
-// the workspace are touched: the kernel waits on griddepcontrol for that).
 class GemvWorkspace {
  public:
-  explicit GemvWorkspace(int64_t max_rows, int max_splits = 16, bool overlap_launches = true);
+  explicit GemvWorkspace(int64_t max_rows, int max_splits = 16, GemvOptions options = {});
   int64_t max_rows() const { return max_rows_; }
   int max_splits() const { return max_splits_; }
-  bool overlap_launches() const { return overlap_; }
+  const GemvOptions& options() const { return options_; }
   float* partials() { return partials_.data(); }
   unsigned* counters() { return counters_.data(); }
 
  private:
   int64_t max_rows_;
   int max_splits_;
-  bool overlap_;
+  GemvOptions options_;
   DeviceBuffer<float> partials_;
   DeviceBuffer<unsigned> counters_;
 };

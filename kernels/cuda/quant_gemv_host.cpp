@@ -145,10 +145,10 @@ GpuQuantWeight GpuQuantWeight::clone() const {
   return g;
 }
 
-GemvWorkspace::GemvWorkspace(int64_t max_rows, int max_splits, bool overlap_launches)
+GemvWorkspace::GemvWorkspace(int64_t max_rows, int max_splits, GemvOptions options)
     : max_rows_(ceil_div(max_rows, kRowsPerBlock) * kRowsPerBlock),
       max_splits_(max_splits),
-      overlap_(overlap_launches),
+      options_(options),
       partials_(static_cast<size_t>(max_splits) * 16 * static_cast<size_t>(max_rows_)),
       counters_(static_cast<size_t>(max_rows_ / kRowsPerBlock)) {
   check(max_rows > 0 && max_splits >= 1, "GemvWorkspace: bad size rows=" + std::to_string(max_rows) +
