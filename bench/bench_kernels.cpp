@@ -100,7 +100,7 @@ struct Row {
 };
 
 void log_row(const Row& r) {  // progress on stderr, so a failure later still leaves the numbers
-  std::fprintf(stderr, "  %lldx%lld m=%lld %-34s %9.2f us\n", static_cast<long long>(r.n), static_cast<long long>(r.k),
+  std::fprintf(stderr, "  %lldx%lld m=%lld %-32s %9.2f us\n", static_cast<long long>(r.n), static_cast<long long>(r.k),
                static_cast<long long>(r.m), r.kernel.c_str(), r.us);
 }
 
@@ -156,16 +156,15 @@ int main(int argc, char** argv) {
     const double noop_us = 1e6 * time_per_call(s, 40, runs, [&](int) { launch_noop(s); });
     std::fprintf(stderr, "copy bandwidth %.0f GB/s, f16 GEMM %.0f TFLOP/s, empty kernel %.2f us\n", copy_bw * 1e-9,
                  gemm_tflops, noop_us);
-    // Launch variants of the W4 GEMV (quant_gemv.hpp, GemvOptions): the default overlaps launches
-    // and reduces split-K in a cluster; the others show what each of the two is worth.
+    // Launch variants of the W4 GEMV (quant_gemv.hpp, GemvOptions): the default overlaps each
+    // launch with the previous kernel's tail; "serial" shows what that is worth.
     GemvWorkspace ws(11008, 16);
     struct Variant {
       const char* name;
       GemvWorkspace ws;
     };
-    Variant variants[] = {{"w4a16_g128_gemv_serial", GemvWorkspace(11008, 16, GemvOptions{false, true})},
-                          {"w4a16_g128_gemv_globalred", GemvWorkspace(11008, 16, GemvOptions{true, false})},
-                          {"w4a16_g128_gemv_serial_globalred", GemvWorkspace(11008, 16, GemvOptions{false, false})}};
+    Variant variants[] = {{"w4a16_g128_gemv_serial", GemvWorkspace(11008, 16, GemvOptions{false})}};
+    PrefillPipeline pipe;
     struct Sweep {
       int64_t n, k, m;
       int splits_asked, splits;
@@ -218,8 +217,8 @@ int main(int argc, char** argv) {
             log_row(rows.back());
           }
           for (int sp : {0, 1, 2, 4, 8, 16}) {  // split-K sensitivity (0: the planner's choice)
-            GemvWorkspace& vw = sp > 8 ? variants[1].ws : ws;  // clusters take ≤ 8 splits
-            const GemvPlan plan = plan_gemv(w4[0].layout(), m, w4[0].sm_count(), sp > 8 ? 16 : 8, sp);
+            GemvWorkspace& vw = ws;
+            const GemvPlan plan = plan_gemv(w4[0].layout(), m, w4[0].sm_count(), ws.max_splits(), sp);
             if (plan.smem_bytes > prop.sharedMemPerBlockOptin) continue;  // K slice too long for one block
             const int used = plan.splits;
             const double ts = time_per_call(s, batch, 50, [&](int i) {
@@ -237,6 +236,12 @@ int main(int argc, char** argv) {
           rows.push_back({n, k, m, "w4a16_g128_prefill", tp * 1e6,
                           act + w4[0].weight_bytes() + 4.0 * n * k /* scratch written and read */, flops,
                           t_cublas * 1e6});
+          log_row(rows.back());
+          const double tpp = time_per_call(s, batch, runs, [&](int i) {
+            linear_quantized_prefill_pipelined(w4[i % n4], cublas, pipe, x.data(), y.data(), m, scratch.data(), s);
+          });
+          rows.push_back({n, k, m, "w4a16_g128_prefill_pipelined", tpp * 1e6,
+                          act + w4[0].weight_bytes() + 4.0 * n * k, flops, t_cublas * 1e6});
           log_row(rows.back());
         }
       }
@@ -271,12 +276,12 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
     j["rows"] = nlohmann::json::array();
-    std::printf("%-6s %-6s %-5s %-22s %9s %8s %8s %10s %9s\n", "N", "K", "M", "kernel", "us", "GB/s", "TFLOP/s",
+    std::printf("%-6s %-6s %-5s %-29s %9s %8s %8s %10s %9s\n", "N", "K", "M", "kernel", "us", "GB/s", "TFLOP/s",
                 "vs cuBLAS", "of copyBW");
     for (const Row& r : rows) {
       const double t = r.us * 1e-6, gbps = r.bytes / t * 1e-9, tf = r.flops / t * 1e-12;
       const double speedup = r.cublas_us > 0 ? r.cublas_us / r.us : 0, of_bw = r.bytes / t / copy_bw;
-      std::printf("%-6lld %-6lld %-5lld %-22s %9.2f %8.0f %8.2f %9.2fx %8.0f%%\n", static_cast<long long>(r.n),
+      std::printf("%-6lld %-6lld %-5lld %-29s %9.2f %8.0f %8.2f %9.2fx %8.0f%%\n", static_cast<long long>(r.n),
                   static_cast<long long>(r.k), static_cast<long long>(r.m), r.kernel.c_str(), r.us, gbps, tf, speedup,
                   100 * of_bw);
       j["rows"].push_back({{"n", r.n}, {"k", r.k}, {"m", r.m}, {"kernel", r.kernel}, {"us", r.us}, {"bytes", r.bytes},

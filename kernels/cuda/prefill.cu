@@ -1,6 +1,8 @@
 // Dequantization of the repacked weight to dense f16, and the prefill linear built on it.
 #include <cuda_fp16.h>
 
+#include <algorithm>
+
 #include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/prefill.hpp"
 
@@ -16,6 +18,7 @@ struct DequantArgs {
   const uchar2* zeros;
   __half* out;
   int n, k, tiles, chunks, n_groups, k32_per_group;
+  int tile_begin, tile_end;  // the row tiles this launch dequantizes
 };
 
 // One warp per (tile, chunk) 512-byte block, grid-stride. The A fragment registers hold
@@ -27,8 +30,9 @@ __global__ void __launch_bounds__(256) dequant_kernel(const DequantArgs p) {
   __shared__ __align__(16) __half tile_smem[8][16 * kStride];
   const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
   __half* tile = tile_smem[threadIdx.x >> 5];
-  const long total = static_cast<long>(p.tiles) * p.chunks;
-  for (long blk = (static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; blk < total;
+  const long total = static_cast<long>(p.tile_end) * p.chunks;
+  for (long blk = static_cast<long>(p.tile_begin) * p.chunks + (static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+       blk < total;
        blk += static_cast<long>(gridDim.x) * blockDim.x / 32) {
     const int t = static_cast<int>(blk / p.chunks), c = static_cast<int>(blk % p.chunks);
     const uint4 q = load_stream(p.packed + blk * 32 + lane);
@@ -86,7 +90,7 @@ __global__ void __launch_bounds__(256) dequant_kernel(const DequantArgs p) {
 
 template <int BITS, bool ASYM>
 void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
-  const long blocks_needed = (static_cast<long>(a.tiles) * a.chunks + 7) / 8;
+  const long blocks_needed = (static_cast<long>(a.tile_end - a.tile_begin) * a.chunks + 7) / 8;
   const unsigned grid = static_cast<unsigned>(std::min<long>(blocks_needed, 8L * sm_count));
   dequant_kernel<BITS, ASYM><<<grid, 256, 0, stream>>>(a);
   LLMC_CUDA_CHECK_LAUNCH("dequantize_to_f16");
@@ -94,7 +98,10 @@ void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
 
 }  // namespace
 
-void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stream) {
+namespace {
+
+// Dequantizes row tiles [t0, t1) of w into out (the whole N×K matrix's storage).
+void dequantize_tiles(const GpuQuantWeight& w, int64_t t0, int64_t t1, uint16_t* out, cudaStream_t stream) {
   const GemvLayout& l = w.layout();
   DequantArgs a{};
   a.packed = reinterpret_cast<const uint4*>(w.packed());
@@ -107,16 +114,61 @@ void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stre
   a.chunks = static_cast<int>(l.chunks);
   a.n_groups = static_cast<int>(l.n_groups);
   a.k32_per_group = static_cast<int>(l.k32_per_group);
+  a.tile_begin = static_cast<int>(t0);
+  a.tile_end = static_cast<int>(t1);
+  if (t1 <= t0) return;
   if (l.bits == 4)
     l.symmetric ? launch<4, false>(a, w.sm_count(), stream) : launch<4, true>(a, w.sm_count(), stream);
   else
     l.symmetric ? launch<8, false>(a, w.sm_count(), stream) : launch<8, true>(a, w.sm_count(), stream);
 }
 
+}  // namespace
+
+void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stream) {
+  dequantize_tiles(w, 0, w.layout().tiles, out, stream);
+}
+
 void linear_quantized_prefill(const GpuQuantWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
                               int64_t m, uint16_t* scratch, cudaStream_t stream) {
   dequantize_to_f16(w, scratch, stream);
   linear_f16(h, x, scratch, y, m, w.layout().rows, w.layout().cols, stream);
+}
+
+PrefillPipeline::PrefillPipeline() {
+  LLMC_CUDA_CHECK(cudaStreamCreateWithFlags(&aux_, cudaStreamNonBlocking));
+  LLMC_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+  for (auto& e : done_) LLMC_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+}
+
+PrefillPipeline::~PrefillPipeline() {
+  for (auto& e : done_)
+    if (e) cudaEventDestroy(e);
+  if (fork_) cudaEventDestroy(fork_);
+  if (aux_) cudaStreamDestroy(aux_);
+}
+
+void linear_quantized_prefill_pipelined(const GpuQuantWeight& w, const CublasHandle& h, PrefillPipeline& pp,
+                                        const uint16_t* x, uint16_t* y, int64_t m, uint16_t* scratch,
+                                        cudaStream_t stream) {
+  const GemvLayout& l = w.layout();
+  constexpr int kC = PrefillPipeline::kChunks;
+  // The fork orders the auxiliary stream after everything already queued on `stream` (the
+  // previous call's GEMMs still reading scratch included); waiting on each chunk's event joins it
+  // back, which also makes the pair capturable in one CUDA graph.
+  LLMC_CUDA_CHECK(cudaEventRecord(pp.fork(), stream));
+  LLMC_CUDA_CHECK(cudaStreamWaitEvent(pp.aux(), pp.fork(), 0));
+  int64_t bounds[kC + 1];
+  for (int c = 0; c <= kC; ++c) bounds[c] = l.tiles * c / kC;
+  for (int c = 0; c < kC; ++c) {
+    dequantize_tiles(w, bounds[c], bounds[c + 1], scratch, pp.aux());
+    LLMC_CUDA_CHECK(cudaEventRecord(pp.done(c), pp.aux()));
+  }
+  for (int c = 0; c < kC; ++c) {
+    LLMC_CUDA_CHECK(cudaStreamWaitEvent(stream, pp.done(c), 0));
+    const int64_t r0 = 16 * bounds[c], r1 = std::min<int64_t>(16 * bounds[c + 1], l.rows);
+    if (r1 > r0) linear_f16(h, x, scratch + r0 * l.cols, y + r0, m, r1 - r0, l.cols, stream, l.rows);
+  }
 }
 
 }  // namespace llmc::kernels::cuda

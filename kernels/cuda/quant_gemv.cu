@@ -1,8 +1,6 @@
 // W4A16 / W8A16 GEMV kernel (decode, 1..16 tokens) over the fragment layout of quant_gemv.hpp:
 // tensor-core mma with the weight as the 16-row A operand and the tokens as the n8 B operand
 // ("swap AB"), so each weight is dequantized once whatever m is; split-K across blocks.
-#include <cooperative_groups.h>
-#include <algorithm>
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/mma_util.cuh"
@@ -29,8 +27,7 @@ struct GemvArgs {
   int m, n, k, np;
   int tiles, chunks, n_groups, k32_per_group, group_shift;  // group_shift: log2(k32_per_group) or −1
   int splits, chunks_per_split, xs_stride;
-  bool x_vec;    // x rows can be read 16 bytes at a time
-  bool cluster;  // split-K reduced through a thread block cluster (sm_90) instead of the workspace
+  bool x_vec;  // x rows can be read 16 bytes at a time
 };
 
 __device__ __forceinline__ int group_of(const GemvArgs& p, int k32) {
@@ -181,39 +178,6 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
     return;
   }
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (p.cluster) {
-    // Split-K through distributed shared memory (Hopper thread block clusters): the `splits`
-    // blocks of this row block form one cluster; each leaves its partial sums in its own shared
-    // memory, then adds up 1/splits of the rows from all of them, in split order (the same
-    // order, hence the same bits, as the workspace path below) — no global round trips.
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    constexpr int kRows = kWarps * 16;
-    float* part = reinterpret_cast<float*>(smem);  // [MP][kRows], over the staged activations
-    __syncthreads();
-    if (tile_ok) {
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          part[(nt * 8 + 2 * tig + (e & 1)) * kRows + warp * 16 + g + (e >> 1) * 8] = acc[nt][e];
-    }
-    cluster.sync();
-    const int per = (kRows + p.splits - 1) / p.splits, r = static_cast<int>(cluster.block_rank());
-    for (int i = threadIdx.x; i < per * p.m; i += kThreads) {
-      const int m = i / per, rl = r * per + (i - m * per), row = rb * kRows + rl;
-      if (rl < kRows && row < p.n) {
-        float sum = 0.0f;
-        for (int sp = 0; sp < p.splits; ++sp) sum += cluster.map_shared_rank(part, sp)[m * kRows + rl];
-        p.y[static_cast<size_t>(m) * p.n + row] = __float2half_rn(sum);
-      }
-    }
-    cluster.sync();  // peers may still be reading this block's partials
-    return;
-  }
-#endif
-
   // Split-K: partial sums to the workspace; the last block of this row block to arrive adds them
   // in split order (deterministic) and writes f16 (threadFenceReduction, CUDA samples).
   if (tile_ok) {
@@ -232,13 +196,13 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   if (!last_block) return;
   __threadfence();
   // Thread → one row and every other token; all loads of a group of splits are independent, so
-  // the reduction costs about one L2 round trip per four splits.
+  // the reduction costs about one L2 round trip per eight splits.
   constexpr int kPer = MP / 2;
   const int row = rb * kWarps * 16 + (threadIdx.x & 127), m0 = threadIdx.x >> 7;
   if (row < p.n) {
     float sum[kPer] = {};
     const float* src = p.ws + row;
-#pragma unroll 4
+#pragma unroll 8
     for (int sp = 0; sp < p.splits; ++sp)
 #pragma unroll
       for (int i = 0; i < kPer; ++i)
@@ -260,20 +224,11 @@ void launch(const GemvArgs& a, dim3 grid, size_t smem, bool overlap, cudaStream_
   cfg.blockDim = dim3(kThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  unsigned n = 0;
-  if (overlap) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (a.cluster) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = 1;
-    attr[n].val.clusterDim.y = grid.y;
-    attr[n++].val.clusterDim.z = 1;
-  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = n;
+  cfg.numAttrs = overlap ? 1 : 0;
   LLMC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
   LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
 }
@@ -285,11 +240,7 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
   const GemvLayout& l = w.layout();
   check(l.padded_rows() <= ws.max_rows(), "gemv_quantized: the workspace covers " + std::to_string(ws.max_rows()) +
                                               " rows, the weight has " + std::to_string(l.rows));
-  // Clusters hold at most 8 blocks portably, so the cluster reduction caps the splits there.
-  const bool hopper = w.compute_major() >= 9;
-  const bool cluster_ok = hopper && ws.options().cluster_reduce;
-  const GemvPlan plan =
-      plan_gemv(l, m, w.sm_count(), cluster_ok ? std::min(ws.max_splits(), 8) : ws.max_splits(), forced_splits);
+  const GemvPlan plan = plan_gemv(l, m, w.sm_count(), ws.max_splits(), forced_splits);
   GemvArgs a{};
   a.packed = reinterpret_cast<const uint4*>(w.packed());
   a.scales = reinterpret_cast<const __half2*>(w.scales());
@@ -313,12 +264,10 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
   a.chunks_per_split = plan.chunks_per_split;
   a.xs_stride = plan.xs_stride;
   a.x_vec = l.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  a.cluster = cluster_ok && plan.splits > 1;
-  const size_t smem = a.cluster ? std::max<size_t>(plan.smem_bytes, (m > 8 ? 16 : 8) * kWarps * 16 * sizeof(float))
-                                : plan.smem_bytes;
+  const size_t smem = plan.smem_bytes;
   const dim3 grid(static_cast<unsigned>((l.tiles + kWarps - 1) / kWarps), static_cast<unsigned>(plan.splits));
   const bool nt2 = m > 8;
-  const bool overlap = hopper && ws.options().overlap_launches;
+  const bool overlap = w.compute_major() >= 9 && ws.options().overlap_launches;
   if (l.bits == 4) {
     if (l.symmetric)
       nt2 ? launch<4, 2, false>(a, grid, smem, overlap, stream) : launch<4, 1, false>(a, grid, smem, overlap, stream);

@@ -64,9 +64,10 @@ TEST_CASE("dequantize_to_f16 equals dequantize() rounded to f16, bit for bit") {
   }
 }
 
-TEST_CASE("linear_quantized_prefill matches the CPU twin linear_quantized") {
+TEST_CASE("linear_quantized_prefill (plain and pipelined) matches the CPU twin linear_quantized") {
   LLMC_REQUIRE_GPU();
   const CublasHandle h;
+  PrefillPipeline pipe;
   struct Case {
     int bits;
     bool sym;
@@ -74,7 +75,8 @@ TEST_CASE("linear_quantized_prefill matches the CPU twin linear_quantized") {
   };
   uint32_t seed = 500;
   for (const Case c : {Case{4, true, 1000, 576, 64, 37}, Case{4, false, 4096, 4096, 128, 128},
-                       Case{8, true, 512, 320, 0, 300}, Case{4, true, 300, 256, 128, 1}}) {
+                       Case{8, true, 512, 320, 0, 300}, Case{4, true, 300, 256, 128, 1},
+                       Case{4, false, 37, 100, 0, 64}}) {
     const QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
     const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
     const auto x = random_half(c.m * c.k, ++seed);
@@ -82,12 +84,19 @@ TEST_CASE("linear_quantized_prefill matches the CPU twin linear_quantized") {
     kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), c.m);
     const Tensor wd = dequantize(w);
     const std::vector<float> wf(wd.data<float>(), wd.data<float>() + c.n * c.k);
-    DeviceBuffer<uint16_t> dx(x.bits), dy(std::vector<uint16_t>(c.m * c.n, 0x7E00)), scratch(c.n * c.k);
-    linear_quantized_prefill(gw, h, dx.data(), dy.data(), c.m, scratch.data(), nullptr);
-    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
-    // On top of the GEMV's error, each weight is rounded to f16 (≤ 2⁻¹¹ relative per term).
-    std::ostringstream what;
-    what << "W" << c.bits << " N=" << c.n << " K=" << c.k << " m=" << c.m;
-    test::check_close(dy.download(), ref, test::abs_products(x.vals, wf, c.m, c.n, c.k), 1e-4 + 0x1p-11, what.str());
+    const std::vector<double> abs_sum = test::abs_products(x.vals, wf, c.m, c.n, c.k);
+    DeviceBuffer<uint16_t> dx(x.bits), scratch(c.n * c.k);
+    for (bool pipelined : {false, true}) {
+      DeviceBuffer<uint16_t> dy(std::vector<uint16_t>(c.m * c.n, 0x7E00));
+      if (pipelined)
+        linear_quantized_prefill_pipelined(gw, h, pipe, dx.data(), dy.data(), c.m, scratch.data(), nullptr);
+      else
+        linear_quantized_prefill(gw, h, dx.data(), dy.data(), c.m, scratch.data(), nullptr);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      // On top of the GEMV's error, each weight is rounded to f16 (≤ 2⁻¹¹ relative per term).
+      std::ostringstream what;
+      what << "W" << c.bits << " N=" << c.n << " K=" << c.k << " m=" << c.m << (pipelined ? " pipelined" : "");
+      test::check_close(dy.download(), ref, abs_sum, 1e-4 + 0x1p-11, what.str());
+    }
   }
 }
