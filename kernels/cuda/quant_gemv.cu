@@ -196,13 +196,14 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   if (!last_block) return;
   __threadfence();
   // Thread → one row and every other token; all loads of a group of splits are independent, so
-  // the reduction costs about one L2 round trip per eight splits.
-  constexpr int kPer = MP / 2;
+  // the reduction costs about one L2 round trip per kUnroll splits (4 at 16 tokens keeps the
+  // kernel under its 128-register cap without spills).
+  constexpr int kPer = MP / 2, kUnroll = NT == 2 ? 4 : 8;
   const int row = rb * kWarps * 16 + (threadIdx.x & 127), m0 = threadIdx.x >> 7;
   if (row < p.n) {
     float sum[kPer] = {};
     const float* src = p.ws + row;
-#pragma unroll 8
+#pragma unroll kUnroll
     for (int sp = 0; sp < p.splits; ++sp)
 #pragma unroll
       for (int i = 0; i < kPer; ++i)
