@@ -14,7 +14,7 @@ namespace llmc::runtime {
 namespace {
 
 double zero_fraction(const Tensor& t) {
-  if (t.numel() == 0 || !is_float(t.dtype()) && t.dtype() != DType::I8 && t.dtype() != DType::U8) return -1;
+  if (t.numel() == 0 || (!is_float(t.dtype()) && t.dtype() != DType::I8 && t.dtype() != DType::U8)) return -1;
   Tensor f = t.to_f32();
   int64_t z = 0;
   for (int64_t i = 0; i < f.numel(); ++i) z += f.data<float>()[i] == 0.0f;
