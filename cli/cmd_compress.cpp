@@ -125,7 +125,9 @@ int cmd_quantize(int argc, char** argv) {
       "activations", "W8A8 activation scales: dynamic or static", cxxopts::value<std::string>()->default_value("dynamic"))(
       "observer", "static scales: minmax, percentile, entropy, mse", cxxopts::value<std::string>()->default_value("minmax"))(
       "percentile", "percentile observer", cxxopts::value<double>()->default_value("99.99"))(
-      "include-head", "also quantize lm_head (round to nearest) when it is not tied");
+      "include-head", "also quantize lm_head (round to nearest) when it is not tied")(
+      "target-bits", "w4a16 mixed precision: INT4 or INT8 per layer by measured sensitivity, average bits <= this",
+      cxxopts::value<double>());
   auto a = parse(o, argc, argv);
   compress::Stage s;
   s.kind = compress::Stage::Kind::Quantize;
@@ -143,6 +145,7 @@ int cmd_quantize(int argc, char** argv) {
   q.observer = a["observer"].as<std::string>();
   q.percentile = a["percentile"].as<double>();
   s.include_head = a.count("include-head") > 0;
+  if (a.count("target-bits")) q.target_bits = a["target-bits"].as<double>();
   compress::Recipe r;
   r.stages.push_back(s);
   return run_recipe(a, r, "quantize");

@@ -8,6 +8,7 @@
 
 #include "calibrate/block_runner.hpp"
 #include "compress/linear_passes.hpp"
+#include "compress/mixed_precision.hpp"
 #include "compress/shrink.hpp"
 #include "runtime/session.hpp"
 
@@ -97,6 +98,14 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
     global_threshold[si] = global_magnitude_threshold(g, all, st.prune.sparsity);
   }
 
+  // Mixed precision: layer sensitivities are measured on the model as it came, before any stage.
+  std::map<std::string, int> mixed_bits;
+  for (auto& st : recipe.stages)
+    if (st.kind == Stage::Kind::Quantize && st.quant.target_bits > 0)
+      mixed_bits = plan_mixed_precision(model, recipe, st, calib_tokens, [&](int64_t d, int64_t t) {
+        if (opt.progress) opt.progress("sensitivity", d, t);
+      });
+
   std::unique_ptr<runtime::Session> session;
   std::unique_ptr<calibrate::BlockRunner> runner;
   StatsNeeds needs;
@@ -163,6 +172,8 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
       if (sel.empty()) continue;
       if (st.kind == Stage::Kind::Prune)
         prune_linears(g, sel, st.prune, stats, states, global_threshold[si]);
+      else if (st.quant.target_bits > 0)
+        quantize_mixed(g, sel, st.quant, mixed_bits, stats, states, runner.get(), session.get(), b);
       else
         quantize_linears(g, sel, st.quant, stats, states, runner.get(), session.get(), b);
     }

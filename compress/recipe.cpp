@@ -1,5 +1,6 @@
 #include "compress/recipe.hpp"
 
+#include <cmath>
 #include <regex>
 
 #ifdef LLMC_HAVE_YAML
@@ -17,6 +18,7 @@ bool Recipe::needs_calibration() const {
     if (s.kind == Stage::Kind::Prune && s.prune.method != "magnitude") return true;
     if (s.kind == Stage::Kind::Quantize && (s.quant.method != "rtn" || (s.quant.int8_activations && s.quant.act == "static")))
       return true;
+    if (s.kind == Stage::Kind::Quantize && s.quant.target_bits > 0) return true;  // sensitivity windows
   }
   return false;
 }
@@ -38,6 +40,7 @@ json Recipe::to_json() const {
       if (q.method == "gptq") st["quantize"].update({{"act_order", q.act_order}, {"percdamp", q.percdamp}});
       if (q.method == "rtn") st["quantize"]["clip_search"] = q.clip_search;
       if (q.method == "smoothquant") st["quantize"]["alpha"] = q.alpha;
+      if (q.target_bits > 0) st["quantize"]["target_bits"] = q.target_bits;
       if (q.int8_activations) {
         st["quantize"]["activations"] = {{"bits", 8}, {"mode", q.act}};
         if (q.act == "static") st["quantize"]["activations"].update({{"observer", q.observer}, {"percentile", q.percentile}});
@@ -87,6 +90,7 @@ void validate(const Recipe& r) {
   if (r.dense_dtype != "f32" && r.dense_dtype != "f16" && r.dense_dtype != "bf16")
     throw Error("recipe: dense_dtype must be f32, f16 or bf16, got '" + r.dense_dtype + "'", ErrorKind::Usage);
   int quant_stages = 0;
+  bool structured = false;
   for (size_t i = 0; i < r.stages.size(); ++i) {
     const Stage& s = r.stages[i];
     const std::string where = "recipe stage " + std::to_string(i + 1) + ": ";
@@ -113,6 +117,7 @@ void validate(const Recipe& r) {
       if (!p.structure.empty() && p.method == "sparsegpt")
         throw Error(where + "structured pruning scores by magnitude or wanda, not sparsegpt", ErrorKind::Usage);
       if (quant_stages) throw Error(where + "pruning must come before quantization", ErrorKind::Usage);
+      structured |= !p.structure.empty();
     } else {
       const auto& q = s.quant;
       ++quant_stages;
@@ -130,6 +135,19 @@ void validate(const Recipe& r) {
         throw Error(where + "activation mode must be dynamic or static", ErrorKind::Usage);
       if (!(q.alpha >= 0 && q.alpha <= 1)) throw Error(where + "alpha must be in [0, 1]", ErrorKind::Usage);
       if (!(q.percdamp > 0)) throw Error(where + "percdamp must be positive", ErrorKind::Usage);
+      if (q.target_bits != 0) {
+        if (!(q.target_bits > 0) || !std::isfinite(q.target_bits))
+          throw Error(where + "target_bits must be a positive number", ErrorKind::Usage);
+        if (q.method != "rtn" && q.method != "gptq")
+          throw Error(where + "target_bits (mixed precision) works with method rtn or gptq, not " + q.method,
+                      ErrorKind::Usage);
+        if (q.bits != 4 || q.int8_activations)
+          throw Error(where + "target_bits (mixed precision) needs scheme w4a16 (layers go to INT4 or INT8)",
+                      ErrorKind::Usage);
+        if (structured)
+          throw Error(where + "target_bits cannot follow structured pruning (sizes are measured before it)",
+                      ErrorKind::Usage);
+      }
     }
   }
   if (r.needs_calibration() && r.calib_file.empty())
@@ -199,7 +217,7 @@ Recipe read_recipe_yaml(const std::string& path) {
     } else if (kind == "quantize") {
       s.kind = Stage::Kind::Quantize;
       check_keys(b, {"method", "scheme", "group_size", "symmetric", "act_order", "clip_search", "percdamp", "activations",
-                     "observer", "percentile", "alpha", "ignore", "include_head"},
+                     "observer", "percentile", "alpha", "ignore", "include_head", "target_bits"},
                  w);
       auto& q = s.quant;
       q.method = get<std::string>(b, "method", q.method, w);
@@ -213,6 +231,7 @@ Recipe read_recipe_yaml(const std::string& path) {
       q.observer = get<std::string>(b, "observer", q.observer, w);
       q.percentile = get<double>(b, "percentile", q.percentile, w);
       q.alpha = get<double>(b, "alpha", q.alpha, w);
+      q.target_bits = get<double>(b, "target_bits", q.target_bits, w);
       s.include_head = get<bool>(b, "include_head", false, w);
     } else {
       throw Error(w + ": unknown stage '" + kind + "' (expected prune or quantize)", ErrorKind::BadInput);

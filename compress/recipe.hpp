@@ -36,6 +36,9 @@ struct QuantStage {
   std::string observer = "minmax";  // minmax | percentile | entropy | mse
   double percentile = 99.99;
   double alpha = 0.5;               // SmoothQuant migration strength
+  // Mixed precision (w4a16 with rtn or gptq): > 0 picks INT4 or INT8 per channel per layer by
+  // measured sensitivity so that the average stored bits per weight stays at most this (0: off).
+  double target_bits = 0;
 };
 
 struct Stage {
