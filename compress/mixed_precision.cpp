@@ -161,6 +161,7 @@ std::vector<LayerSensitivity> measure_sensitivity(const Model& model, const std:
     const Node saved_node = g.nodes[t.node];
     const Tensor saved_weight = g.weights.at(t.weight);
     const Tensor w32 = saved_weight.to_f32();
+    check_quant_config(qc, t.cols, t.name);  // before sizing, so that errors name the layer
     LayerSensitivity s;
     s.name = t.name;
     s.rows = t.rows;
