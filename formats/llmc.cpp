@@ -22,7 +22,8 @@ json attr_to_json(const Node& n, const std::string& k, const AttrValue& v) {
 
 AttrValue attr_from_json(const json& j, const std::string& where) {
   if (!j.is_object() || j.size() != 1) throw Error(where + ": malformed attribute");
-  const auto& [k, v] = *j.items().begin();
+  const std::string& k = j.begin().key();
+  const json& v = j.begin().value();
   if (k == "i") return v.get<int64_t>();
   if (k == "f") return v.get<double>();
   if (k == "s") return v.get<std::string>();

@@ -11,7 +11,7 @@ DATA=${DATA:-../shared/data/wikitext-2-raw}
 WINDOWS=${1:-20}
 OUT=results
 mkdir -p "$OUT"
-CALIB="--calib $DATA/wiki.valid.raw --nsamples 32 --seqlen 512 --seed 0"
+CALIB="--calib $DATA/wiki.valid.raw --nsamples 16 --seqlen 512 --seed 0"
 EVAL="--data $DATA/wiki.test.raw --ctx 512 --max-windows $WINDOWS --json"
 
 run() {  # run NAME COMMAND... : compress with COMMAND, then evaluate against the original
@@ -29,18 +29,20 @@ run() {  # run NAME COMMAND... : compress with COMMAND, then evaluate against th
 }
 
 run original
-run w8a16-rtn        quantize "$MODEL" --scheme w8a16 --method rtn --group-size 0 $CALIB
-run w8a8-smoothquant quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 $CALIB
-run w8a8-static-mse  quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 --activations static --observer mse $CALIB
 run w4a16-g64-rtn    quantize "$MODEL" --scheme w4a16 --method rtn --group-size 64 $CALIB
 run w4a16-g64-gptq   quantize "$MODEL" --scheme w4a16 --method gptq --group-size 64 $CALIB
 run w4a16-g64-awq    quantize "$MODEL" --scheme w4a16 --method awq --group-size 64 --asym $CALIB
-run prune50-magnitude prune "$MODEL" --method magnitude --sparsity 0.5 $CALIB
-run prune50-wanda     prune "$MODEL" --method wanda --sparsity 0.5 $CALIB
-run prune50-sparsegpt prune "$MODEL" --method sparsegpt --sparsity 0.5 $CALIB
 run 2of4-magnitude    prune "$MODEL" --method magnitude --pattern 2:4 $CALIB
 run 2of4-wanda        prune "$MODEL" --method wanda --pattern 2:4 $CALIB
 run 2of4-sparsegpt    prune "$MODEL" --method sparsegpt --pattern 2:4 $CALIB
+run w8a16-rtn        quantize "$MODEL" --scheme w8a16 --method rtn --group-size 0 $CALIB
+run w8a8-smoothquant quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 $CALIB
+run prune50-magnitude prune "$MODEL" --method magnitude --sparsity 0.5 $CALIB
+run prune50-wanda     prune "$MODEL" --method wanda --sparsity 0.5 $CALIB
+run prune50-sparsegpt prune "$MODEL" --method sparsegpt --sparsity 0.5 $CALIB
 run 2of4-sparsegpt-w4-rtn compress "$MODEL" --recipe examples/recipes/2of4_w4.yaml $CALIB
+run ffn25-wanda       prune "$MODEL" --method wanda --pattern channels --sparsity 0.25 $CALIB
+run w8a8-static-mse  quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 --activations static --observer mse $CALIB
+run mixed-4.5-rtn    quantize "$MODEL" --scheme w4a16 --method rtn --group-size 64 --target-bits 4.5 $CALIB
 
 python3 scripts/results_table.py "$OUT"
