@@ -62,7 +62,7 @@ int run_recipe(const cxxopts::ParseResult& a, compress::Recipe recipe, const std
 
   Model model = runtime::load_model(in);
   std::vector<int64_t> calib;
-  if (recipe.needs_calibration()) {
+  if (!recipe.calib_file.empty()) {  // methods that need no calibration still report per-layer error with it
     if (a.count("calib-tokens")) {
       calib = read_token_file(recipe.calib_file);
     } else {
