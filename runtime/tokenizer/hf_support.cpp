@@ -2,9 +2,11 @@
 // and the character classes of the Rust crates HF uses for BERT.
 #include <algorithm>
 
+#if LLMC_HAVE_ICU
 #include <unicode/regex.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
+#endif
 
 #include "runtime/ir/error.hpp"
 #include "runtime/tokenizer/hf_components.hpp"
@@ -12,6 +14,7 @@
 
 namespace llmc::runtime::hf {
 
+#if LLMC_HAVE_ICU
 struct Regex::Impl {
   std::unique_ptr<icu::RegexPattern> pattern;
 };
@@ -74,6 +77,20 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
   if (U_FAILURE(err)) throw Error(std::string("tokenizer: ICU regex search: ") + u_errorName(err), ErrorKind::Runtime);
   return out;
 }
+
+#else
+struct Regex::Impl {};
+
+Regex::Regex(const std::string& pattern) {
+  throw Error("tokenizer: regex '" + pattern + "' needs ICU, and this build has none; rebuild with libicu-dev, "
+              "or pass token ids instead of text", ErrorKind::Runtime);
+}
+
+Regex::~Regex() = default;
+
+std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view) const { return {}; }
+
+#endif
 
 SplitBehavior parse_split_behavior(const std::string& name) {
   if (name == "Removed") return SplitBehavior::Removed;
@@ -141,6 +158,7 @@ void split_piece(const Piece& piece, const std::vector<std::pair<size_t, size_t>
     if (s.e > s.b) out.push_back({piece.text.substr(s.b, s.e - s.b), piece.at_start && s.b == 0});
 }
 
+#if LLMC_HAVE_ICU
 namespace {
 // unicode_categories 0.1 (what tokenizers' BERT parts use) has Unicode 8.0 tables: a character
 // assigned later is unassigned there, and a few have changed category since.
@@ -178,5 +196,18 @@ bool is_combining_mark_unicode9(char32_t c) {
   const int8_t t = cat(c);
   return (t == U_NON_SPACING_MARK || t == U_COMBINING_SPACING_MARK || t == U_ENCLOSING_MARK) && known_to(c, 9);
 }
+
+#else
+bool bert_is_punctuation(char32_t c) {
+  if (c < 0x80) return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) ||
+                       (c >= 0x7B && c <= 0x7E);
+  unicode::require_icu(c);
+  return false;
+}
+bool bert_is_control(char32_t c) { return unicode::is_other(c); }
+bool bert_is_mark_nonspacing(char32_t c) { return unicode::is_mark_nonspacing(c); }
+bool is_combining_mark_unicode9(char32_t c) { return unicode::is_mark_nonspacing(c); }
+
+#endif
 
 }  // namespace llmc::runtime::hf

@@ -1,10 +1,15 @@
 // Unicode helpers for the tokenizers (see unicode.hpp); categories and normalization come from ICU.
+// A build without ICU (GPU machines lacking libicu-dev) handles ASCII and refuses anything else.
 #include "runtime/tokenizer/unicode.hpp"
 
+#include <cstdio>
+
+#if LLMC_HAVE_ICU
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 #include <unicode/ustring.h>
+#endif
 
 #include "runtime/ir/error.hpp"
 
@@ -34,9 +39,23 @@ bool ascii_only(std::string_view s) {
   return true;
 }
 
+#if LLMC_HAVE_ICU
 int8_t category(char32_t c) { return static_cast<int8_t>(u_charType(static_cast<UChar32>(c))); }
+#endif
 
 }  // namespace
+
+void require_icu(char32_t c) {
+#if LLMC_HAVE_ICU
+  (void)c;
+#else
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "U+%04X", static_cast<unsigned>(c));
+  throw Error(std::string("tokenizer: this build has no ICU, so it cannot classify or normalize ") + hex +
+                  " (non-ASCII text); rebuild with libicu-dev, or pass token ids instead of text",
+              ErrorKind::Runtime);
+#endif
+}
 
 size_t valid_len(std::string_view s, size_t i) {
   const auto b = static_cast<unsigned char>(s[i]);
@@ -135,6 +154,7 @@ size_t complete_prefix(std::string_view bytes) {
   return n;
 }
 
+#if LLMC_HAVE_ICU
 bool is_letter(char32_t c) {
   if (c < 0x80) return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
   const int8_t t = category(c);
@@ -222,5 +242,67 @@ std::string lowercase(std::string_view s) {
   }
   return out;
 }
+
+#else
+bool is_letter(char32_t c) {
+  if (c < 0x80) return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+  require_icu(c);
+  return false;
+}
+bool is_number(char32_t c) {
+  if (c < 0x80) return c >= '0' && c <= '9';
+  require_icu(c);
+  return false;
+}
+bool is_whitespace(char32_t c) {
+  if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D);
+  require_icu(c);
+  return false;
+}
+bool is_punctuation(char32_t c) {
+  if (c < 0x80) return (c >= 0x21 && c <= 0x2F && c != '$' && c != '+') || (c >= 0x3A && c <= 0x40 && c != '<' && c != '=' && c != '>') ||
+                       (c >= 0x5B && c <= 0x60 && c != '^' && c != '`') || c == '{' || c == '}';
+  require_icu(c);
+  return false;
+}
+bool is_symbol(char32_t c) {
+  if (c < 0x80) return c == '$' || c == '+' || c == '<' || c == '=' || c == '>' || c == '^' || c == '`' || c == '|' || c == '~';
+  require_icu(c);
+  return false;
+}
+bool is_mark_nonspacing(char32_t c) {
+  if (c < 0x80) return false;
+  require_icu(c);
+  return false;
+}
+bool is_other(char32_t c) {
+  if (c < 0x80) return c < 0x20 || c == 0x7F;
+  require_icu(c);
+  return false;
+}
+bool is_alphanumeric(char32_t c) { return is_letter(c) || is_number(c); }
+
+std::string normalize(std::string_view s, std::string_view form) {
+  if (form != "NFC" && form != "NFD" && form != "NFKC" && form != "NFKD")
+    throw Error("tokenizer: unknown normalization form '" + std::string(form) + "'");
+  for (size_t i = 0; i < s.size();) {
+    const char32_t c = next_cp(s, i);
+    if (c >= 0x80) require_icu(c);
+  }
+  return std::string(s);
+}
+
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  for (size_t i = 0; i < out.size();) {
+    const char32_t c = next_cp(out, i);
+    if (c >= 0x80) require_icu(c);
+  }
+  for (char& ch : out)
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+  return out;
+}
+
+#endif
 
 }  // namespace llmc::runtime::unicode

@@ -33,6 +33,9 @@ bool is_mark_nonspacing(char32_t c);  // Mn
 bool is_other(char32_t c);        // C*  (Cc Cf Cs Co Cn)
 bool is_alphanumeric(char32_t c);  // L* or N*
 
+// Throws (naming the code point) in a build without ICU; does nothing otherwise.
+void require_icu(char32_t c);
+
 // Normalization forms of a whole UTF-8 string (ICU Normalizer2). Form: "NFC" "NFD" "NFKC" "NFKD".
 std::string normalize(std::string_view s, std::string_view form);
 // Full lowercase mapping of each code point on its own (no context such as final sigma), which
