@@ -61,6 +61,19 @@ inline void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
 // Parallel only when the work pays for waking the team.
 constexpr int64_t kParallelBlocks = 256;
 
+// Q4_K/Q5_K: the effective scale and min of sub-blocks `is` and `is + 1`, which share one 64-value
+// stretch of the super-block (low nibbles, then high).
+struct SubBlockPair {
+  float d1, m1, d2, m2;
+};
+inline SubBlockPair sub_block_pair(int is, const uint8_t* scales, float d, float dmin) {
+  int sc1, mn1, sc2, mn2;
+  scale_min_k4(is, scales, sc1, mn1);
+  scale_min_k4(is + 1, scales, sc2, mn2);
+  return {d * static_cast<float>(sc1), dmin * static_cast<float>(mn1), d * static_cast<float>(sc2),
+          dmin * static_cast<float>(mn2)};
+}
+
 }  // namespace
 
 const GgmlTypeInfo* ggml_type_info(uint32_t type) {
@@ -145,11 +158,7 @@ void dequantize_q4_k(const uint8_t* src, float* dst, int64_t n) {
     const uint8_t* q = b + 16;
     float* y = dst + i * kQK_K;
     for (int j = 0, is = 0; j < kQK_K; j += 64, is += 2, q += 32) {
-      int sc, m;
-      scale_min_k4(is, scales, sc, m);
-      const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
-      scale_min_k4(is + 1, scales, sc, m);
-      const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(m);
+      const auto [d1, m1, d2, m2] = sub_block_pair(is, scales, d, dmin);
       for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
       for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
     }
@@ -169,11 +178,7 @@ void dequantize_q5_k(const uint8_t* src, float* dst, int64_t n) {
     float* y = dst + i * kQK_K;
     uint8_t u1 = 1, u2 = 2;
     for (int j = 0, is = 0; j < kQK_K; j += 64, is += 2, ql += 32) {
-      int sc, m;
-      scale_min_k4(is, scales, sc, m);
-      const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
-      scale_min_k4(is + 1, scales, sc, m);
-      const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(m);
+      const auto [d1, m1, d2, m2] = sub_block_pair(is, scales, d, dmin);
       for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
       for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
       u1 = static_cast<uint8_t>(u1 << 2);

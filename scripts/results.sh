@@ -5,7 +5,7 @@
 # Usage: bash scripts/results.sh [WINDOWS]   (after scripts/setup.sh; takes about an hour on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=build/llmcompress
+BIN=${BIN:-build/llmcompress}
 MODEL=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 DATA=${DATA:-../shared/data/wikitext-2-raw}
 WINDOWS=${1:-20}
