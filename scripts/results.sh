@@ -2,7 +2,10 @@
 # Reproduces the accuracy table of docs/results.md: compresses SmolLM2-135M-Instruct with each
 # method and evaluates it against the original on WikiText-2 test. Results go to results/ as
 # JSON, one file per configuration, and a Markdown table is printed at the end.
-# Usage: bash scripts/results.sh [WINDOWS]   (after scripts/setup.sh; takes about an hour on 2 cores)
+# Usage: bash scripts/results.sh [WINDOWS]   (after scripts/setup.sh; several hours on 2 cores)
+# Environment: BIN (the llmcompress binary), BACKEND=cuda (evaluate on the GPU; compression stays
+# on the CPU), TEST_IDS / CALIB_IDS (pre-tokenized wiki.test / wiki.valid as whitespace-separated
+# ids, for machines whose build has no ICU; same windows as the text, since the ids are the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/llmcompress}
@@ -11,8 +14,11 @@ DATA=${DATA:-../shared/data/wikitext-2-raw}
 WINDOWS=${1:-20}
 OUT=results
 mkdir -p "$OUT"
-CALIB="--calib $DATA/wiki.valid.raw --nsamples 16 --seqlen 512 --seed 0"
-EVAL="--data $DATA/wiki.test.raw --ctx 512 --max-windows $WINDOWS --json"
+CALIB_SRC="--calib $DATA/wiki.valid.raw"; [ -n "${CALIB_IDS:-}" ] && CALIB_SRC="--calib-tokens $CALIB_IDS"
+TEST_SRC="--data $DATA/wiki.test.raw"; [ -n "${TEST_IDS:-}" ] && TEST_SRC="--tokens $TEST_IDS"
+CALIB="$CALIB_SRC --nsamples 16 --seqlen 512 --seed 0"
+EVAL="$TEST_SRC --ctx 512 --max-windows $WINDOWS --json"
+[ "${BACKEND:-cpu}" != cpu ] && EVAL="$EVAL --backend $BACKEND"
 
 run() {  # run NAME COMMAND... : compress with COMMAND, then evaluate against the original
   local name=$1; shift
