@@ -10,14 +10,17 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "kernels/cuda/dense_gemm.hpp"
+#include "kernels/cuda/int8_gemm.hpp"
 #include "kernels/cuda/noop.hpp"
 #include "kernels/cuda/prefill.hpp"
 #include "kernels/cuda/quant_gemv.hpp"
+#include "kernels/cuda/sparse_gemm.hpp"
 #include "runtime/ir/dtype.hpp"
 
 using namespace llmc;
@@ -110,6 +113,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   int runs = 100;
   bool quick = false;
+  bool only_w8a8_sparse = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -118,8 +122,10 @@ int main(int argc, char** argv) {
       runs = std::max(50, std::atoi(argv[++i]));
     } else if (a == "--quick") {
       quick = true;  // only 11008×4096 (profiling, smoke tests)
+    } else if (a == "--w8a8-sparse") {
+      only_w8a8_sparse = true;  // cuBLAS f16, W8A8 and 2:4 sparse rows only
     } else {
-      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse]\n");
       return 2;
     }
   }
@@ -181,6 +187,15 @@ int main(int argc, char** argv) {
     const int64_t max_m = 2048;
     std::vector<Row> rows;
     uint64_t seed = 10;
+    W8A8Context w8a8_ctx(max_m, 11008, 11008);
+    std::unique_ptr<SparseContext> sparse_ctx;
+    if (sparse24_available()) {
+      sparse_ctx = std::make_unique<SparseContext>(max_m, 11008, 11008);
+      std::fprintf(stderr, "cuSPARSELt %d\n", sparse24_library_version());
+    } else {
+      std::fprintf(stderr, "built without cuSPARSELt: no 2:4 sparse rows\n");
+    }
+    std::fprintf(stderr, "W8A8 CUTLASS sm_90 path: %s\n", int8_cutlass_available() ? "yes" : "no (cuBLASLt only)");
     for (const Shape sh : shapes) {
       const int64_t n = sh.n, k = sh.k;
       std::fprintf(stderr, "shape %lld x %lld: preparing weights\n", static_cast<long long>(n), static_cast<long long>(k));
@@ -198,6 +213,28 @@ int main(int argc, char** argv) {
       DeviceBuffer<uint16_t> x(random_f16(static_cast<size_t>(max_m * k), ++seed, 1.0f));
       DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m * n)), scratch(static_cast<size_t>(n * k));
       const int nd = static_cast<int>(dense.size()), n4 = static_cast<int>(w4.size()), n8 = static_cast<int>(w8.size());
+      // W8A8: INT8 per-channel weight copies; activations quantized once (gemm rows) or in the
+      // timed call (linear rows, from f16 x).
+      std::vector<Int8Weight> wi8;
+      wi8.push_back(Int8Weight::upload(random_weight(8, n, k, 0, ++seed), "w8a8"));
+      while (static_cast<int>(wi8.size()) < copies_for(wi8[0].weight_bytes())) wi8.push_back(wi8[0].clone());
+      const int ni8 = static_cast<int>(wi8.size());
+      quantize_act_s8(x.data(), nullptr, w8a8_ctx.qx(), w8a8_ctx.sx(), max_m, k, wi8[0].k_pad(), 0.0f, s);
+      // 2:4 sparse f16: the dense random weight with two of each four inputs zeroed (varying
+      // positions), compressed once.
+      std::vector<Sparse24Weight> w24;
+      if (sparse_ctx) {
+        std::vector<uint16_t> h = random_f16(static_cast<size_t>(n * k), ++seed, 0.05f);
+        Rng r{seed};
+        for (size_t g = 0; g < h.size() / 4; ++g) {
+          const int a = static_cast<int>(r.next() >> 62), b = (a + 1 + static_cast<int>((r.next() >> 32) % 3)) % 4;
+          for (int i = 0; i < 4; ++i)
+            if (i != a && i != b) h[4 * g + i] = 0;
+        }
+        w24.push_back(Sparse24Weight::upload_f16(*sparse_ctx, h.data(), n, k, "w24"));
+        while (static_cast<int>(w24.size()) < copies_for(w24[0].compressed_bytes())) w24.push_back(w24[0].clone());
+      }
+      const int n24 = static_cast<int>(w24.size());
 
       for (int64_t m : ms) {
         const double flops = 2.0 * m * n * k, act = 2.0 * (m * k + m * n);
@@ -207,6 +244,36 @@ int main(int argc, char** argv) {
         });
         rows.push_back({n, k, m, "cublas_f16", t_cublas * 1e6, act + 2.0 * n * k, flops, t_cublas * 1e6});
         log_row(rows.back());
+        {
+          const double wb = static_cast<double>(wi8[0].weight_bytes());
+          auto w8a8_row = [&](const char* name, Int8Backend be, bool with_quant) {
+            const auto call = [&](int i) {
+              if (with_quant)
+                linear_w8a8(w8a8_ctx, x.data(), wi8[i % ni8], nullptr, 0.0f, nullptr, y.data(), m, s, 0, be);
+              else
+                gemm_w8a8(w8a8_ctx, w8a8_ctx.qx(), w8a8_ctx.sx(), wi8[i % ni8], nullptr, y.data(), m, s, 0, be);
+            };
+            call(0);  // cuBLASLt's heuristic runs on the first call per m, outside the graph
+            const double t = time_per_call(s, batch, runs, call);
+            // bytes: weight, int8 activations (f16 x read + int8 written and read when quantizing), f16 y
+            const double b = wb + (with_quant ? 4.0 : 1.0) * m * k + 2.0 * m * n;
+            rows.push_back({n, k, m, name, t * 1e6, b, flops, t_cublas * 1e6});
+            log_row(rows.back());
+          };
+          if (int8_cutlass_available()) w8a8_row("w8a8_gemm_cutlass", Int8Backend::kCutlass, false);
+          w8a8_row("w8a8_gemm_cublaslt", Int8Backend::kCublasLt, false);
+          w8a8_row("w8a8_linear_dyn_quant", Int8Backend::kAuto, true);
+          if (sparse_ctx) {
+            sparse24_prepare(*sparse_ctx, w24[0], m, s);  // plan search outside the graph
+            const double t = time_per_call(s, batch, runs, [&](int i) {
+              linear_sparse24(*sparse_ctx, w24[i % n24], x.data(), y.data(), m, s);
+            });
+            rows.push_back({n, k, m, "sparse24_f16_cusparselt", t * 1e6,
+                            static_cast<double>(w24[0].compressed_bytes()) + act, flops, t_cublas * 1e6});
+            log_row(rows.back());
+          }
+        }
+        if (only_w8a8_sparse) continue;
         if (m <= 16) {
           const double t4 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, ws, s); });
           rows.push_back({n, k, m, "w4a16_g128_gemv", t4 * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
@@ -245,7 +312,7 @@ int main(int argc, char** argv) {
           log_row(rows.back());
         }
       }
-      {  // the dequantization alone (the prefill path's overhead over cuBLAS)
+      if (!only_w8a8_sparse) {  // the dequantization alone (the prefill path's overhead over cuBLAS)
         const double td = time_per_call(s, 12, runs, [&](int i) { dequantize_to_f16(w4[i % n4], scratch.data(), s); });
         rows.push_back({n, k, 0, "w4_dequant_to_f16", td * 1e6, w4[0].weight_bytes() + 2.0 * n * k, 0, 0});
         log_row(rows.back());

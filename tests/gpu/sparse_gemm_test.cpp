@@ -1,0 +1,136 @@
+// 2:4 sparse f16 GEMM (cuSPARSELt) against the CPU twin linear_f32 on the same 2:4 weight, the
+// 2:4 pattern check and its error, and graph replay after sparse24_prepare.
+#include <doctest/doctest.h>
+
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/dense.hpp"
+#include "kernels/cuda/sparse_gemm.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
+
+using namespace llmc;
+using namespace llmc::kernels::cuda;
+using llmc::test::HalfData;
+using llmc::test::random_half;
+
+namespace {
+
+// Random normal weights with a random 2:4 pattern along k: per group of 4, two random positions
+// kept (one group in eight keeps only one, as magnitude pruning leaves when a value rounds to 0).
+HalfData random_24(int64_t n, int64_t k, uint32_t seed) {
+  HalfData h = random_half(n * k, seed, 0.05f);
+  std::mt19937 rng(seed + 1);
+  std::uniform_int_distribution<int> pos(0, 3), one_in_8(0, 7);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t g = 0; g < k / 4; ++g) {
+      const int a = pos(rng);
+      int b = pos(rng);
+      while (b == a) b = pos(rng);
+      const bool single = one_in_8(rng) == 0;
+      for (int i = 0; i < 4; ++i)
+        if (i != a && (i != b || single)) {
+          h.bits[r * k + 4 * g + i] = 0;
+          h.vals[r * k + 4 * g + i] = 0.0f;
+        }
+    }
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("check_2to4 accepts 2:4 weights and names the first row and group that is not") {
+  const HalfData w = random_24(32, 64, 1);
+  CHECK_NOTHROW(check_2to4_f16(w.bits.data(), 32, 64, "blk.0.mlp.up"));
+  CHECK_NOTHROW(check_2to4(w.vals.data(), 32, 64, "blk.0.mlp.up"));
+  std::vector<float> bad = w.vals;
+  for (int i = 0; i < 4; ++i) bad[5 * 64 + 7 * 4 + i] = 0.25f + i;  // row 5, group 7: four non-zeros
+  CHECK_THROWS_WITH_AS(check_2to4(bad.data(), 32, 64, "blk.0.mlp.up"),
+                       doctest::Contains("blk.0.mlp.up: not 2:4 sparse along the input dimension: row 5, group 7 "
+                                         "(columns 28..31) has 4 non-zeros"),
+                       Error);
+  std::vector<uint16_t> bad16 = w.bits;
+  for (int i = 0; i < 3; ++i) bad16[31 * 64 + 15 * 4 + i] = f32_to_f16(-0.5f);  // last group, three non-zeros
+  bad16[31 * 64 + 15 * 4 + 3] = 0x8000;                                          // −0 is a zero
+  CHECK_THROWS_WITH_AS(check_2to4_f16(bad16.data(), 32, 64, "w"), doctest::Contains("row 31, group 15"), Error);
+  CHECK_THROWS_WITH_AS(check_2to4(w.vals.data(), 32, 62, "w"), doctest::Contains("divisible by 4"), Error);
+}
+
+TEST_CASE("linear_sparse24 (cuSPARSELt) matches the CPU twin linear_f32 on the same 2:4 weight") {
+  LLMC_REQUIRE_GPU();
+  if (!sparse24_available()) {
+    CHECK_THROWS_WITH_AS(SparseContext(16, 16, 16), doctest::Contains("built without cuSPARSELt"), Error);
+    MESSAGE("skipped, built without cuSPARSELt");
+    return;
+  }
+  MESSAGE("cuSPARSELt version " << sparse24_library_version());
+  struct Shape {
+    int64_t n, k;
+    std::vector<int64_t> ms;
+  };
+  // n, k multiples of 16 (cuSPARSELt's requirement) but not of its tile sizes; m from 1 up,
+  // mostly not multiples of 16 (the padded path).
+  const std::vector<Shape> shapes = {{144, 272, {1, 3, 16, 77}}, {528, 336, {200, 64}}, {4096, 1024, {5, 300}}};
+  SparseContext ctx(300, 4096, 1024);
+  uint32_t seed = 600;
+  for (const Shape& s : shapes) {
+    const HalfData w = random_24(s.n, s.k, ++seed);
+    // the f32 tensor path: the same values, rounded to f16 at upload (exact here)
+    const Sparse24Weight sw = Sparse24Weight::upload(ctx, Tensor::from_f32({s.n, s.k}, w.vals), "w");
+    CHECK(sw.compressed_bytes() < static_cast<size_t>(s.n * s.k * 2));  // values + metadata < dense
+    for (const int64_t m : s.ms) {
+      const HalfData x = random_half(m * s.k, ++seed);
+      std::vector<float> ref(m * s.n);
+      kernels::cpu::linear_f32(x.vals.data(), w.vals.data(), nullptr, ref.data(), m, s.n, s.k);
+      DeviceBuffer<uint16_t> dx(x.bits), dy(std::vector<uint16_t>(m * s.n, 0x7E00));
+      linear_sparse24(ctx, sw, dx.data(), dy.data(), m, nullptr);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      // Exact f16 products summed in f32 on both sides (CUSPARSE_COMPUTE_32F): the dense GEMM's
+      // argument and tolerance.
+      std::ostringstream what;
+      what << "n=" << s.n << " k=" << s.k << " m=" << m;
+      test::check_close(dy.download(), ref, test::abs_products(x.vals, w.vals, m, s.n, s.k), 1e-4, what.str());
+    }
+  }
+  const HalfData dense = random_half(64 * 64, 7);
+  CHECK_THROWS_WITH_AS(Sparse24Weight::upload_f16(ctx, dense.bits.data(), 64, 64, "blk.3.attn.q"),
+                       doctest::Contains("blk.3.attn.q: not 2:4 sparse"), Error);
+  const HalfData odd = random_24(40, 64, 8);
+  CHECK_THROWS_WITH_AS(Sparse24Weight::upload_f16(ctx, odd.bits.data(), 40, 64, "w"),
+                       doctest::Contains("divisible by 16"), Error);
+}
+
+TEST_CASE("linear_sparse24 replays from a CUDA graph after sparse24_prepare") {
+  LLMC_REQUIRE_GPU();
+  if (!sparse24_available()) {
+    MESSAGE("skipped, built without cuSPARSELt");
+    return;
+  }
+  const int64_t n = 256, k = 512;
+  SparseContext ctx(40, n, k);
+  const HalfData w = random_24(n, k, 11);
+  const Sparse24Weight sw = Sparse24Weight::upload_f16(ctx, w.bits.data(), n, k, "w");
+  cudaStream_t s;
+  LLMC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  for (const int64_t m : {int64_t{32}, int64_t{13}}) {  // exact and padded
+    const HalfData x = random_half(m * k, 12 + static_cast<uint32_t>(m));
+    DeviceBuffer<uint16_t> dx(x.bits), direct(m * n), graphed(std::vector<uint16_t>(m * n, 0x7E00));
+    sparse24_prepare(ctx, sw, m, s);
+    linear_sparse24(ctx, sw, dx.data(), direct.data(), m, s);
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    LLMC_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    linear_sparse24(ctx, sw, dx.data(), graphed.data(), m, s);
+    LLMC_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+    LLMC_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+    LLMC_CUDA_CHECK(cudaGraphLaunch(ge, s));
+    LLMC_CUDA_CHECK(cudaStreamSynchronize(s));
+    INFO("m=" << m);
+    CHECK(graphed.download() == direct.download());
+    LLMC_CUDA_CHECK(cudaGraphExecDestroy(ge));
+    LLMC_CUDA_CHECK(cudaGraphDestroy(g));
+  }
+  LLMC_CUDA_CHECK(cudaStreamDestroy(s));
+}
