@@ -21,7 +21,7 @@ RowMatF gather_rows(const float* X, int64_t cols, const std::vector<int64_t>& id
 
 // Q(W·s)/s − W for one linear, as f32 (the weight error the scale search measures).
 RowMatF scaled_quant_error(const AwqLinear& L, int64_t cols, const std::vector<float>& s, const QuantConfig& qc) {
-  const int64_t gl = qc.group_size == 0 ? cols : qc.group_size, ng = cols / gl;
+  const int64_t gl = group_len(qc, cols), ng = group_count(qc, cols);
   RowMatF D(L.rows, cols);
 #pragma omp parallel
   {
@@ -29,10 +29,10 @@ RowMatF scaled_quant_error(const AwqLinear& L, int64_t cols, const std::vector<f
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < L.rows; ++r)
       for (int64_t g = 0; g < ng; ++g) {
-        const int64_t c0 = g * gl;
-        for (int64_t i = 0; i < gl; ++i) buf[i] = static_cast<double>(L.W[r * cols + c0 + i]) * s[c0 + i];
-        const GroupGrid grid = fit_group(buf.data(), gl, 1, qc);
-        for (int64_t i = 0; i < gl; ++i) {
+        const int64_t c0 = g * gl, len = std::min(gl, cols - c0);  // the last group may be short
+        for (int64_t i = 0; i < len; ++i) buf[i] = static_cast<double>(L.W[r * cols + c0 + i]) * s[c0 + i];
+        const GroupGrid grid = fit_group(buf.data(), len, 1, qc);
+        for (int64_t i = 0; i < len; ++i) {
           const double wq = dequantize_value(quantize_value(buf[i], grid, qc), grid) / s[c0 + i];
           D(r, c0 + i) = static_cast<float>(wq - L.W[r * cols + c0 + i]);
         }
@@ -118,16 +118,17 @@ AwqResult awq_quantize(const std::vector<AwqLinear>& linears, int64_t cols, cons
 
   // clip search on W·s against inputs X/s: per group, the shrink of max|w| minimising the mean
   // squared partial output error (the reference's auto_clip_layer), via the group Gram matrix
-  const int64_t gl = qc.group_size == 0 ? cols : qc.group_size, ng = cols / gl;
+  const int64_t gl = group_len(qc, cols), ng = group_count(qc, cols);
+  auto len_of = [&](int64_t g) { return std::min(gl, cols - g * gl); };  // the last group may be short
   const std::vector<int64_t> cidx = sample_tokens(n_tokens, cfg.clip_tokens);
   RowMatD Xc(static_cast<Eigen::Index>(cidx.size()), cols);
   for (size_t i = 0; i < cidx.size(); ++i)
     for (int64_t j = 0; j < cols; ++j) Xc(i, j) = static_cast<double>(X[cidx[i] * cols + j]) / s[j];
   const double nc = static_cast<double>(Xc.rows());
-  const bool use_gram = gl <= Xc.rows();
+  const bool use_gram = std::min(gl, cols) <= Xc.rows();
   std::vector<Eigen::MatrixXd> gram(use_gram ? ng : 0);
   for (int64_t g = 0; g < static_cast<int64_t>(gram.size()); ++g) {
-    auto Xg = Xc.middleCols(g * gl, gl);
+    auto Xg = Xc.middleCols(g * gl, len_of(g));
     gram[g] = (Xg.transpose() * Xg) / nc;
   }
   const int steps = cfg.clip ? static_cast<int>(std::floor(cfg.clip_max_shrink * cfg.clip_grid + 1e-9)) : 0;
@@ -139,30 +140,32 @@ AwqResult awq_quantize(const std::vector<AwqLinear>& linears, int64_t cols, cons
       for (int64_t j = 0; j < cols; ++j) Ws(r, j) = static_cast<double>(L.W[r * cols + j]) * s[j];
     std::vector<double> bound(rows * ng);
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t g = 0; g < ng; ++g) bound[r * ng + g] = Ws.row(r).segment(g * gl, gl).cwiseAbs().maxCoeff();
+      for (int64_t g = 0; g < ng; ++g) bound[r * ng + g] = Ws.row(r).segment(g * gl, len_of(g)).cwiseAbs().maxCoeff();
     if (steps > 0) {
       // rows are independent: one parallel region, each thread sweeping its rows' groups and shrinks
 #pragma omp parallel
       {
-        Eigen::RowVectorXd cur(gl), d(gl), tmp(gl);
+        Eigen::RowVectorXd cur, d, tmp;
         Eigen::VectorXd out(Xc.rows());
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t g = 0; g < ng; ++g) {
-            const auto w = Ws.row(r).segment(g * gl, gl);
+            const int64_t len = len_of(g);
+            const auto w = Ws.row(r).segment(g * gl, len);
+            d.resize(len);
             const double org = bound[r * ng + g];
             double best_err = std::numeric_limits<double>::infinity();
             for (int i = 0; i < steps; ++i) {
               const double p = 1.0 - static_cast<double>(i) / cfg.clip_grid, mv = org * p;
               cur = w.cwiseMax(-mv).cwiseMin(mv);
-              const GroupGrid grid = fit_group(cur.data(), gl, 1, qc);
-              for (int64_t c = 0; c < gl; ++c) d[c] = dequantize_value(quantize_value(cur[c], grid, qc), grid) - w[c];
+              const GroupGrid grid = fit_group(cur.data(), len, 1, qc);
+              for (int64_t c = 0; c < len; ++c) d[c] = dequantize_value(quantize_value(cur[c], grid, qc), grid) - w[c];
               double err;
               if (use_gram) {
                 tmp.noalias() = d * gram[g];
                 err = tmp.dot(d);
               } else {
-                out.noalias() = Xc.middleCols(g * gl, gl) * d.transpose();
+                out.noalias() = Xc.middleCols(g * gl, len) * d.transpose();
                 err = out.squaredNorm() / nc;
               }
               if (err < best_err) {
@@ -180,11 +183,12 @@ AwqResult awq_quantize(const std::vector<AwqLinear>& linears, int64_t cols, cons
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t g = 0; g < ng; ++g) {
         const double mv = bound[r * ng + g];
-        Eigen::RowVectorXd cur = Ws.row(r).segment(g * gl, gl).cwiseMax(-mv).cwiseMin(mv);
-        const GroupGrid grid = fit_group(cur.data(), gl, 1, qc);
+        const int64_t len = len_of(g);
+        Eigen::RowVectorXd cur = Ws.row(r).segment(g * gl, len).cwiseMax(-mv).cwiseMin(mv);
+        const GroupGrid grid = fit_group(cur.data(), len, 1, qc);
         grids[r * ng + g] = grid;
         clip_out[r * ng + g] = static_cast<float>(mv);
-        for (int64_t c = 0; c < gl; ++c)
+        for (int64_t c = 0; c < len; ++c)
           codes[r * cols + g * gl + c] = static_cast<int16_t>(quantize_value(cur[c], grid, qc));
       }
     res.weights.push_back(pack_weight(rows, cols, qc, codes.data(), grids.data()));

@@ -46,7 +46,8 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen
   check_f16_range(W, rows * cols, qc, name);
   check_hessian(H, cols, name);
 
-  const int64_t gl = qc.group_size == 0 ? cols : qc.group_size, ng = cols / gl;
+  const int64_t gl = group_len(qc, cols), ng = group_count(qc, cols);
+  auto len_of = [&](int64_t j0) { return std::min(gl, cols - j0); };  // a group from column j0; the last may be short
   Eigen::MatrixXd Wd = Eigen::Map<const RowMatF>(W, rows, cols).cast<double>();  // column-major: columns contiguous
   Eigen::MatrixXd Hd = H;
   const std::vector<char> dead = fix_dead_columns(Hd);
@@ -58,7 +59,7 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen
   std::vector<GroupGrid> grids(rows * ng);
   if (static_grids)
     for (int64_t g = 0; g < ng; ++g)
-      for (int64_t r = 0; r < rows; ++r) grids[r * ng + g] = fit_group(&Wd(r, g * gl), gl, rows, qc);
+      for (int64_t r = 0; r < rows; ++r) grids[r * ng + g] = fit_group(&Wd(r, g * gl), len_of(g * gl), rows, qc);
 
   // act-order: descending H_jj, ties in column order
   std::vector<int64_t> perm(cols);
@@ -95,10 +96,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen
       } else if (j % gl == 0) {
         // entering a group: fit on its weights as GPTQ's updates left them; at a block start C is
         // current for every later column, inside a block the group lies in C1
-        Wg = i == 0 ? current_weights(W0.middleCols(j, gl), C.middleCols(j, gl), V, j)
-                    : current_weights(W0.middleCols(j, gl), C1.middleCols(i, gl), V, j);
+        const int64_t len = len_of(j);
+        Wg = i == 0 ? current_weights(W0.middleCols(j, len), C.middleCols(j, len), V, j)
+                    : current_weights(W0.middleCols(j, len), C1.middleCols(i, len), V, j);
         for (int64_t r = 0; r < rows; ++r) {
-          cur[r] = fit_group(&Wg(r, 0), gl, rows, qc);
+          cur[r] = fit_group(&Wg(r, 0), len, rows, qc);
           grids[r * ng + j / gl] = cur[r];
         }
       }

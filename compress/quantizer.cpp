@@ -23,9 +23,9 @@ void check_quant_config(const QuantConfig& cfg, int64_t cols, const std::string&
   check(cfg.bits == 4 || cfg.bits == 8, "'" + name + "': bits must be 4 or 8, got " + std::to_string(cfg.bits));
   check(cols > 0, "'" + name + "': in_features must be positive, got " + std::to_string(cols));
   check(cfg.group_size >= 0, "'" + name + "': group size must be ≥ 0, got " + std::to_string(cfg.group_size));
-  check(cfg.group_size == 0 || cols % cfg.group_size == 0,
-        "'" + name + "': group size " + std::to_string(cfg.group_size) + " does not divide in_features " +
-            std::to_string(cols));
+  check(cfg.group_size == 0 || cfg.group_size >= cols || cfg.group_size % 32 == 0,
+        "'" + name + "': group size " + std::to_string(cfg.group_size) + " is not a multiple of 32 (in_features " +
+            std::to_string(cols) + "; the GPU kernels need group boundaries on 32-column blocks)");
   if (cfg.clip_search)
     check(cfg.clip_grid > 0 && cfg.clip_max_shrink > 0 && cfg.clip_max_shrink < 1,
           "'" + name + "': clip search needs clip_grid > 0 and clip_max_shrink in (0, 1)");

@@ -17,6 +17,8 @@ namespace llmc::compress {
 // clip_search: try the range shrunk by p = 1 − i / clip_grid, i = 0 .. ⌊clip_max_shrink·clip_grid⌋ − 1,
 // keeping the p of least squared error over the group (first best on ties), as the GPTQ
 // reference's MSE quantizer and AWQ's clip search do (the latter on outputs, see awq.hpp).
+// Groups run along the input: group g covers columns [g·G, min((g + 1)·G, cols)), so when G does
+// not divide cols the last group is shorter (QuantizedWeight's layout, runtime/ir/quantized.hpp).
 struct QuantConfig {
   int bits = 4;
   int64_t group_size = 128;  // 0: one group per output row (per channel)
@@ -35,7 +37,16 @@ struct GroupGrid {
 inline int q_lo(const QuantConfig& c) { return c.symmetric ? -(1 << (c.bits - 1)) : 0; }
 inline int q_hi(const QuantConfig& c) { return c.symmetric ? (1 << (c.bits - 1)) - 1 : (1 << c.bits) - 1; }
 
-// Throws Error naming `name` if bits, group size (must divide cols), clip parameters are invalid.
+// Group length and count of a layer with `cols` inputs (the last group may be shorter).
+inline int64_t group_len(const QuantConfig& c, int64_t cols) { return c.group_size == 0 ? cols : c.group_size; }
+inline int64_t group_count(const QuantConfig& c, int64_t cols) {
+  return (cols + group_len(c, cols) - 1) / group_len(c, cols);
+}
+
+// Throws Error naming `name` if bits, group size or clip parameters are invalid. A layer with more
+// than one group needs a group size that is a multiple of 32: the CUDA kernels
+// (kernels/cuda/quant_gemv.cu, prefill.cu) look up scales once per 32-column block, so a group
+// boundary inside a block could not be represented there (the CPU kernels would not mind).
 void check_quant_config(const QuantConfig& cfg, int64_t cols, const std::string& name);
 // Throws Error naming `name` (and `what`, e.g. "weight") if any value is NaN or infinite.
 void check_finite(const float* v, int64_t n, const std::string& name, const std::string& what);

@@ -1,5 +1,6 @@
 #include "compress/rtn.hpp"
 
+#include <algorithm>
 #include <vector>
 
 namespace llmc::compress {
@@ -10,7 +11,7 @@ QuantizedWeight quantize_rtn(const float* W, int64_t rows, int64_t cols, const Q
   check(rows > 0, "'" + name + "': out_features must be positive, got " + std::to_string(rows));
   check_finite(W, rows * cols, name, "weight");
   check_f16_range(W, rows * cols, cfg, name);
-  const int64_t gl = cfg.group_size == 0 ? cols : cfg.group_size, ng = cols / gl;
+  const int64_t gl = group_len(cfg, cols), ng = group_count(cfg, cols);
   std::vector<int16_t> codes(rows * cols);
   std::vector<GroupGrid> grids(rows * ng);
 #pragma omp parallel
@@ -19,10 +20,11 @@ QuantizedWeight quantize_rtn(const float* W, int64_t rows, int64_t cols, const Q
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t g = 0; g < ng; ++g) {
-        for (int64_t i = 0; i < gl; ++i) buf[i] = W[r * cols + g * gl + i];
-        const GroupGrid grid = fit_group(buf.data(), gl, 1, cfg);
+        const int64_t c0 = g * gl, len = std::min(gl, cols - c0);  // the last group may be short
+        for (int64_t i = 0; i < len; ++i) buf[i] = W[r * cols + c0 + i];
+        const GroupGrid grid = fit_group(buf.data(), len, 1, cfg);
         grids[r * ng + g] = grid;
-        for (int64_t i = 0; i < gl; ++i) codes[r * cols + g * gl + i] = static_cast<int16_t>(quantize_value(buf[i], grid, cfg));
+        for (int64_t i = 0; i < len; ++i) codes[r * cols + c0 + i] = static_cast<int16_t>(quantize_value(buf[i], grid, cfg));
       }
     }
   }

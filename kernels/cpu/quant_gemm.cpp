@@ -70,7 +70,7 @@ float dot_codes(const QuantizedWeight& w, int64_t idx, int64_t len, const float*
 
 // Row r of Ŵ into out[cols].
 void dequant_row(const QuantizedWeight& w, int64_t r, float* out) {
-  const int64_t k = w.cols, gl = w.group_len(), ng = w.n_groups(), base = r * k;
+  const int64_t k = w.cols, ng = w.n_groups(), base = r * k;
   if (!w.g_idx.empty()) {
     for (int64_t c = 0; c < k; ++c) {
       const int64_t g = w.g_idx[c];
@@ -81,7 +81,7 @@ void dequant_row(const QuantizedWeight& w, int64_t r, float* out) {
   for (int64_t g = 0; g < ng; ++g) {
     const float s = w.scale(r, g);
     const int z = code_zero(w, r, g);
-    for (int64_t c = g * gl; c < (g + 1) * gl; ++c) out[c] = s * static_cast<float>(code_at(w, base + c) - z);
+    for (int64_t c = w.group_begin(g); c < w.group_end(g); ++c) out[c] = s * static_cast<float>(code_at(w, base + c) - z);
   }
 }
 
@@ -92,20 +92,24 @@ void linear_quantized(const float* x, const QuantizedWeight& w, const float* bia
   check(w.bits == 4 || w.bits == 8, "linear_quantized: bits must be 4 or 8");
   if (m == 1 && w.g_idx.empty()) {
     // per group: s·(Σ x·code − z·Σ x); the group sums of x are shared by every row
+    // (the last group may be shorter: group_end clips it to k)
     const int64_t gl = w.group_len(), ng = w.n_groups();
     std::vector<float> xsum(ng, 0.0f);
     for (int64_t g = 0; g < ng; ++g)
-      for (int64_t c = g * gl; c < (g + 1) * gl; ++c) xsum[g] += x[c];
+      for (int64_t c = w.group_begin(g); c < w.group_end(g); ++c) xsum[g] += x[c];
+    // even k and group length: every group starts and ends on a byte boundary of every row
     const bool split = w.bits == 4 && k % 2 == 0 && gl % 2 == 0;
     std::vector<float> xe(split ? k / 2 : 0), xo(split ? k / 2 : 0);
     for (int64_t i = 0; i < static_cast<int64_t>(xe.size()); ++i) xe[i] = x[2 * i], xo[i] = x[2 * i + 1];
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0;
-      for (int64_t g = 0; g < ng; ++g)
-        acc += w.scale(j, g) * (dot_codes(w, j * k + g * gl, gl, x + g * gl, split ? &xe[g * gl / 2] : nullptr,
-                                          split ? &xo[g * gl / 2] : nullptr) -
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t c0 = w.group_begin(g), len = w.group_end(g) - c0;
+        acc += w.scale(j, g) * (dot_codes(w, j * k + c0, len, x + c0, split ? &xe[c0 / 2] : nullptr,
+                                          split ? &xo[c0 / 2] : nullptr) -
                                 static_cast<float>(code_zero(w, j, g)) * xsum[g]);
+      }
       y[j] = acc + (bias ? bias[j] : 0.0f);
     }
     return;

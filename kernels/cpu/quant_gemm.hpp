@@ -9,7 +9,8 @@ namespace llmc::kernels::cpu {
 
 // y[m, n] = x[m, k] · Ŵ[n, k]ᵀ (+ bias[n]) with Ŵ = dequantize(w), n = w.rows, k = w.cols.
 // Dequantizes on the fly: one group at a time for m = 1 (s·(Σ x·q − z·Σ x) per group), and tiles
-// of 32 rows for m > 1, so no f32 copy of W exists. w must have passed validate().
+// of 32 rows for m > 1, so no f32 copy of W exists. w must have passed validate(); any group
+// length works, including a shorter last group (cols not a multiple of the group size).
 // Moves n·k·bits/8 + m·(k + n)·4 bytes; does 2·m·n·k flops (GEMV is bandwidth bound: at INT4
 // it reads an eighth of the f32 weight bytes).
 void linear_quantized(const float* x, const QuantizedWeight& w, const float* bias, float* y, int64_t m);

@@ -19,6 +19,10 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
   w.validate(name);
   const std::string where = "quantized weight '" + name + "' (GPU upload): ";
   check(w.g_idx.empty(), where + "act-order g_idx is not supported by the GPU kernels; reorder the columns first");
+  // The kernels find a 32-column block's group as min(k32 / (gl / 32), ng − 1) (quant_gemv.cu
+  // group_of, prefill.cu dequant_kernel). With gl a multiple of 32 that is column / gl for every
+  // real column, so a shorter last group (cols not a multiple of gl, n_groups = ceil(cols / gl))
+  // needs nothing more; padding columns past K meet zero activations or are never stored.
   const int64_t gl = w.group_len(), ng = w.n_groups();
   check(ng == 1 || gl % 32 == 0,
         where + "group size " + std::to_string(gl) + " must be a multiple of 32 (or span the whole row)");

@@ -25,9 +25,9 @@ QuantizedWeight QuantizedWeight::allocate(int bits, int64_t rows, int64_t cols, 
   w.group_size = group_size;
   w.symmetric = symmetric;
   check(bits == 4 || bits == 8, "QuantizedWeight: bits must be 4 or 8, got " + std::to_string(bits));
-  check(rows >= 0 && cols > 0 && group_size >= 0 && (group_size == 0 || cols % group_size == 0),
-        "QuantizedWeight: group size " + std::to_string(group_size) + " does not divide in_features " +
-            std::to_string(cols));
+  check(rows >= 0 && cols > 0, "QuantizedWeight: shape [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                                   "] is invalid");
+  check(group_size >= 0, "QuantizedWeight: group size must be ≥ 0, got " + std::to_string(group_size));
   const int64_t ng = w.n_groups();
   w.packed.assign(packed_bytes(bits, rows * cols), 0);
   w.scales.assign(static_cast<size_t>(rows * ng), f32_to_f16(1.0f));
@@ -73,8 +73,7 @@ void QuantizedWeight::validate(const std::string& name) const {
   const std::string where = "quantized weight '" + name + "': ";
   check(bits == 4 || bits == 8, where + "bits must be 4 or 8, got " + std::to_string(bits));
   check(rows > 0 && cols > 0, where + "shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "] is empty");
-  check(group_size >= 0 && (group_size == 0 || cols % group_size == 0),
-        where + "group size " + std::to_string(group_size) + " does not divide in_features " + std::to_string(cols));
+  check(group_size >= 0, where + "group size must be ≥ 0, got " + std::to_string(group_size));
   const int64_t ng = n_groups();
   check(packed.size() == packed_bytes(bits, rows * cols),
         where + "packed values hold " + std::to_string(packed.size()) + " bytes, expected " +
@@ -107,14 +106,14 @@ size_t QuantizedWeight::nbytes() const {
 }
 
 void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t r1, float* out) {
-  const int64_t cols = w.cols, gl = w.group_len(), ng = w.n_groups();
+  const int64_t cols = w.cols, ng = w.n_groups();
   for (int64_t r = r0; r < r1; ++r) {
     float* o = out + (r - r0) * cols;
     if (w.g_idx.empty()) {
       for (int64_t g = 0; g < ng; ++g) {
         const float s = w.scale(r, g);
         const int z = w.zero(r, g);
-        for (int64_t c = g * gl; c < (g + 1) * gl; ++c) o[c] = s * static_cast<float>(w.q(r, c) - z);
+        for (int64_t c = w.group_begin(g); c < w.group_end(g); ++c) o[c] = s * static_cast<float>(w.q(r, c) - z);
       }
     } else {
       for (int64_t c = 0; c < cols; ++c) {

@@ -1,6 +1,7 @@
 // QuantizedWeight: an INT4/INT8 linear weight [out, in] with f16 scales per (row, group) and
 // optional zero points and act-order column groups; plus dequantize() back to f32.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,10 +19,12 @@ namespace llmc {
 //    Zero points [rows, n_groups] pack the same way (one byte each at INT8).
 //  - scales are f16 bits, [rows, n_groups]; g_idx (optional, GPTQ act-order) gives the group of
 //    each input column, otherwise column c belongs to group c / group_len().
+//  - n_groups = ceil(cols / group_len): when group_len does not divide cols the last group is
+//    shorter (cols − (n_groups − 1)·group_len columns), e.g. 576 = 4·128 + 64 (SmolLM2, g128).
 struct QuantizedWeight {
   int bits = 4;                  // 4 or 8
   int64_t rows = 0, cols = 0;    // out_features, in_features
-  int64_t group_size = 0;        // 0 or cols: one group per row (per channel)
+  int64_t group_size = 0;        // 0 (or ≥ cols): one group per row (per channel)
   bool symmetric = true;
   std::vector<uint8_t> packed;   // values
   std::vector<uint16_t> scales;  // f16, [rows, n_groups]
@@ -32,7 +35,10 @@ struct QuantizedWeight {
   static QuantizedWeight allocate(int bits, int64_t rows, int64_t cols, int64_t group_size, bool symmetric);
 
   int64_t group_len() const { return group_size == 0 ? cols : group_size; }
-  int64_t n_groups() const { return group_len() == 0 ? 0 : cols / group_len(); }
+  int64_t n_groups() const { return group_len() <= 0 ? 0 : (cols + group_len() - 1) / group_len(); }
+  // Columns [group_begin(g), group_end(g)) of group g when g_idx is empty (the last may be short).
+  int64_t group_begin(int64_t g) const { return g * group_len(); }
+  int64_t group_end(int64_t g) const { return std::min(cols, (g + 1) * group_len()); }
   int64_t group_of(int64_t col) const { return g_idx.empty() ? col / group_len() : g_idx[col]; }
   // Range of q: symmetric [−2^(b−1), 2^(b−1)−1], asymmetric [0, 2^b − 1].
   int qmin() const { return symmetric ? -(1 << (bits - 1)) : 0; }
@@ -45,7 +51,7 @@ struct QuantizedWeight {
   int zero(int64_t r, int64_t g) const;  // 0 when symmetric
   void set_zero(int64_t r, int64_t g, int z);
 
-  // Checks bits, sizes of every buffer, group divisibility, g_idx range and finite positive
+  // Checks bits, shape, group size ≥ 0, sizes of every buffer, g_idx range and finite positive
   // scales; throws Error naming `name` and the field.
   void validate(const std::string& name) const;
   // Bytes of packed values, scales, zero points and g_idx together.

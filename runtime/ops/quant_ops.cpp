@@ -31,7 +31,7 @@ void linear_q(OpContext& c) {
   if (act == "none") {
     kernels::cpu::linear_quantized(x.data<float>(), w, bias, y.mutable_data<float>(), m);
   } else if (act == "dynamic" || act == "static") {
-    check(w.bits == 8 && w.symmetric && w.group_len() == w.cols && w.g_idx.empty(),
+    check(w.bits == 8 && w.symmetric && w.n_groups() == 1 && w.g_idx.empty(),
           c.node.label() + ": int8 activations need an INT8 symmetric per-channel weight");
     float s = static_cast<float>(c.node.f("act_scale", 0));
     check(act == "dynamic" || s > 0, c.node.label() + ": static activation quantization needs act_scale > 0");

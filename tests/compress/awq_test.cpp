@@ -33,7 +33,9 @@ RefAwq ref_awq(const std::vector<float>& W, int64_t rows, int64_t cols, const st
   const int64_t n = static_cast<int64_t>(X.size()) / cols;
   const int bits = cfg.quant.bits;
   const bool sym = cfg.quant.symmetric;
-  const int64_t gl = cfg.quant.group_size ? cfg.quant.group_size : cols, ng = cols / gl;
+  // the last group holds the rest when gl does not divide cols
+  const int64_t gl = cfg.quant.group_size ? cfg.quant.group_size : cols, ng = (cols + gl - 1) / gl;
+  auto len_of = [&](int64_t g) { return std::min(gl, cols - g * gl); };
   std::vector<double> xm(cols, 0);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t j = 0; j < cols; ++j) xm[j] += std::fabs(X[t * cols + j]) / n;
@@ -50,10 +52,10 @@ RefAwq ref_awq(const std::vector<float>& W, int64_t rows, int64_t cols, const st
     Mat D(rows * cols);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t g = 0; g < ng; ++g) {
-        Mat v(gl);
-        for (int64_t i = 0; i < gl; ++i) v[i] = static_cast<double>(W[r * cols + g * gl + i]) * s[g * gl + i];
+        Mat v(len_of(g));
+        for (int64_t i = 0; i < len_of(g); ++i) v[i] = static_cast<double>(W[r * cols + g * gl + i]) * s[g * gl + i];
         const RefGrid gr = ref_fit_values(v, bits, sym);
-        for (int64_t i = 0; i < gl; ++i)
+        for (int64_t i = 0; i < len_of(g); ++i)
           D[r * cols + g * gl + i] = ref_deq(ref_quant(v[i], gr, bits, sym), gr) / s[g * gl + i] - W[r * cols + g * gl + i];
       }
     double loss = 0;
@@ -74,9 +76,10 @@ RefAwq ref_awq(const std::vector<float>& W, int64_t rows, int64_t cols, const st
   const int steps = cfg.clip ? static_cast<int>(cfg.clip_max_shrink * cfg.clip_grid + 1e-9) : 0;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t g = 0; g < ng; ++g) {
-      Mat ws(gl);
+      const int64_t len = len_of(g);
+      Mat ws(len);
       double m = 0;
-      for (int64_t i = 0; i < gl; ++i) {
+      for (int64_t i = 0; i < len; ++i) {
         ws[i] = static_cast<double>(W[r * cols + g * gl + i]) * out.s[g * gl + i];
         m = std::max(m, std::fabs(ws[i]));
       }
@@ -90,12 +93,12 @@ RefAwq ref_awq(const std::vector<float>& W, int64_t rows, int64_t cols, const st
         const double mv = m * (1.0 - static_cast<double>(i) / cfg.clip_grid);
         const Mat c = clamped(mv);
         const RefGrid gr = ref_fit_values(c, bits, sym);
-        Mat d(gl);
-        for (int64_t k = 0; k < gl; ++k) d[k] = ref_deq(ref_quant(c[k], gr, bits, sym), gr) - ws[k];
+        Mat d(len);
+        for (int64_t k = 0; k < len; ++k) d[k] = ref_deq(ref_quant(c[k], gr, bits, sym), gr) - ws[k];
         double err = 0;
         for (int64_t t : ctok) {
           double o = 0;
-          for (int64_t k = 0; k < gl; ++k) o += static_cast<double>(X[t * cols + g * gl + k]) / out.s[g * gl + k] * d[k];
+          for (int64_t k = 0; k < len; ++k) o += static_cast<double>(X[t * cols + g * gl + k]) / out.s[g * gl + k] * d[k];
           err += o * o;
         }
         err /= static_cast<double>(ctok.size());
@@ -105,7 +108,7 @@ RefAwq ref_awq(const std::vector<float>& W, int64_t rows, int64_t cols, const st
       const RefGrid gr = ref_fit_values(c, bits, sym);
       out.grids[r * ng + g] = gr;
       out.bound[r * ng + g] = bound;
-      for (int64_t i = 0; i < gl; ++i) out.q[r * cols + g * gl + i] = ref_quant(c[i], gr, bits, sym);
+      for (int64_t i = 0; i < len; ++i) out.q[r * cols + g * gl + i] = ref_quant(c[i], gr, bits, sym);
     }
   return out;
 }
@@ -120,21 +123,25 @@ std::vector<float> awq_effective_weight(const AwqResult& r, size_t i) {
 }  // namespace
 
 TEST_CASE("AWQ matches the float64 reference") {
-  const int64_t rows = 48, cols = 256;
-  std::vector<float> W = randn(rows * cols, 81, 0.05);
-  std::vector<float> X = make_activations(512, cols, 82, 6, 25.0);
+  const int64_t rows = 48;
   struct Case {
+    int64_t cols;
     int bits;
     int64_t gs;
     bool sym, clip;
     int64_t search_tokens, clip_tokens;
   };
-  const Case cases[] = {{4, 32, false, true, 1024, 512},
-                        {4, 64, true, true, 200, 100},
-                        {4, 0, false, true, 1024, 128},
-                        {8, 64, false, false, 1024, 512}};
+  // 200 = 3·64 + 8 and 576 = 4·128 + 64 leave a short last group (its Gram block is smaller)
+  const Case cases[] = {{256, 4, 32, false, true, 1024, 512}, {256, 4, 64, true, true, 200, 100},
+                        {256, 4, 0, false, true, 1024, 128},  {256, 8, 64, false, false, 1024, 512},
+                        {200, 4, 64, false, true, 1024, 512}, {200, 4, 64, true, true, 200, 40},
+                        {576, 4, 128, false, true, 512, 256}};
   for (const Case& c : cases) {
-    CAPTURE(c.bits); CAPTURE(c.gs); CAPTURE(c.sym); CAPTURE(c.clip_tokens);
+    const int64_t cols = c.cols;
+    const uint32_t seed = cols == 256 ? 81 : 81 + static_cast<uint32_t>(cols);
+    std::vector<float> W = randn(rows * cols, seed, 0.05);
+    std::vector<float> X = make_activations(512, cols, seed + 1, 6, 25.0);
+    CAPTURE(c.cols); CAPTURE(c.bits); CAPTURE(c.gs); CAPTURE(c.sym); CAPTURE(c.clip_tokens);
     AwqConfig cfg;
     cfg.quant = {c.bits, c.gs, c.sym};
     cfg.clip = c.clip;
@@ -203,7 +210,7 @@ TEST_CASE("AWQ refuses bad input and is deterministic") {
   AwqConfig cfg;
   cfg.quant = {4, 48, false};
   CHECK_THROWS_WITH_AS(awq_quantize({{W.data(), rows, "mlp.up"}}, cols, X.data(), 64, cfg),
-                       doctest::Contains("group size 48 does not divide in_features 64"), Error);
+                       doctest::Contains("group size 48 is not a multiple of 32"), Error);
   cfg.quant.group_size = 32;
   auto Xn = X;
   Xn[70] = NAN;

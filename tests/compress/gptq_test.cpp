@@ -33,7 +33,9 @@ struct RefGptq {
 
 RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H, const GptqConfig& cfg) {
   const QuantConfig& qc = cfg.quant;
-  const int64_t gl = qc.group_size ? qc.group_size : cols, ng = cols / gl;
+  // groups of gl columns (in quantization order); the last holds the rest when gl does not divide
+  const int64_t gl = qc.group_size ? qc.group_size : cols, ng = (cols + gl - 1) / gl;
+  auto end_of = [&](int64_t j0) { return std::min(j0 + gl, cols); };
   Mat W(Wf.begin(), Wf.end());
   for (int64_t j = 0; j < cols; ++j)
     if (H[j * cols + j] == 0) {
@@ -45,7 +47,7 @@ RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H
   if (stat)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t g = 0; g < ng; ++g)
-        out.grids[r * ng + g] = ref_fit_values(Mat(W.begin() + r * cols + g * gl, W.begin() + r * cols + (g + 1) * gl),
+        out.grids[r * ng + g] = ref_fit_values(Mat(W.begin() + r * cols + g * gl, W.begin() + r * cols + end_of(g * gl)),
                                                qc.bits, qc.symmetric);
   std::vector<int64_t> perm(cols);
   std::iota(perm.begin(), perm.end(), 0);
@@ -63,7 +65,7 @@ RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H
       if (stat) {
         cur[r] = out.grids[r * ng + perm[j] / gl];
       } else if (j % gl == 0) {  // entering a group: fit on its current weights
-        cur[r] = ref_fit_values(Mat(Wp.begin() + r * cols + j, Wp.begin() + r * cols + j + gl), qc.bits, qc.symmetric);
+        cur[r] = ref_fit_values(Mat(Wp.begin() + r * cols + j, Wp.begin() + r * cols + end_of(j)), qc.bits, qc.symmetric);
         out.grids[r * ng + j / gl] = cur[r];
       }
       const double w = Wp[r * cols + j];
@@ -165,6 +167,40 @@ TEST_CASE("GPTQ matches the unblocked float64 reference") {
   }
 }
 
+TEST_CASE("GPTQ matches the float64 reference with a short last group") {
+  // 200 = 3·64 + 8 and 576 = 4·128 + 64 (SmolLM2's hidden size at g128): the last group is short,
+  // in column order or, with act-order, in the permuted order (g_idx then gives it the last columns)
+  struct Case {
+    int64_t cols;
+    int bits;
+    int64_t gs;
+    bool sym, act, stat;
+    int64_t block;
+  };
+  const Case cases[] = {
+      {200, 4, 64, true, false, false, 128}, {200, 4, 64, false, false, false, 100}, {200, 4, 64, true, true, false, 128},
+      {200, 4, 64, false, true, false, 16},  {200, 4, 128, true, false, false, 48},  {200, 4, 64, true, true, true, 128},
+      {200, 4, 64, false, false, true, 64},  {200, 8, 64, false, true, false, 128},  {576, 4, 128, true, false, false, 128},
+      {576, 4, 128, false, true, false, 128}, {576, 4, 128, false, false, false, 96},
+  };
+  const int64_t rows = 40;
+  for (const Case& c : cases) {
+    CAPTURE(c.cols); CAPTURE(c.bits); CAPTURE(c.gs); CAPTURE(c.sym); CAPTURE(c.act); CAPTURE(c.stat); CAPTURE(c.block);
+    const int64_t cols = c.cols;
+    std::vector<float> W = randn(rows * cols, 23 + static_cast<uint32_t>(cols), 0.05);
+    std::vector<float> X = make_activations(640, cols, 24 + static_cast<uint32_t>(cols));
+    const Mat Hm = hessian_f64(X, cols);
+    GptqConfig cfg;
+    cfg.quant = {c.bits, c.gs, c.sym, false, 20, 0.5};
+    cfg.act_order = c.act;
+    cfg.static_groups = c.stat;
+    cfg.block_size = c.block;
+    const GptqResult got = gptq_quantize(W.data(), rows, cols, to_eigen(Hm, cols), cfg, "w");
+    CHECK(got.weight.n_groups() == (cols + c.gs - 1) / c.gs);
+    check_same(got, ref_gptq(W, rows, cols, Hm, cfg), rows, cols);
+  }
+}
+
 TEST_CASE("GPTQ lowers the output error below RTN on correlated inputs") {
   const int64_t rows = 48, cols = 256;
   std::vector<float> W = randn(rows * cols, 31, 0.05);
@@ -240,7 +276,7 @@ TEST_CASE("GPTQ refuses bad input and is deterministic") {
   GptqConfig cfg;
   cfg.quant = {4, 24, true};
   CHECK_THROWS_WITH_AS(gptq_quantize(W.data(), rows, cols, H, cfg, "blk.q"),
-                       doctest::Contains("group size 24 does not divide in_features 64"), Error);
+                       doctest::Contains("group size 24 is not a multiple of 32"), Error);
   cfg.quant.group_size = 32;
   CHECK_THROWS_WITH_AS(gptq_quantize(W.data(), rows, cols, Eigen::MatrixXd::Identity(32, 32), cfg, "blk.q"),
                        doctest::Contains("blk.q"), Error);

@@ -127,6 +127,14 @@ TEST_CASE("measure_sensitivity: KL of one quantized layer equals a float64 recom
     CHECK(s.bytes_low == s.rows * s.cols / 2 + s.rows * (s.cols / 32) * 2);
     CHECK(s.bytes_high == s.rows * s.cols + 2 * s.rows);
   }
+  // g96: the 64-input layers hold one group, the 128-input ones 96 + a short group of 32
+  compress::QuantStage g96 = w4_g32();
+  g96.group_size = 96;
+  for (auto& s : compress::measure_sensitivity(m, {random_tokens(12, 3)}, g96)) {
+    CAPTURE(s.name);
+    const int64_t groups = s.cols == 64 ? 1 : 2;
+    CHECK(s.bytes_low == s.rows * s.cols / 2 + s.rows * groups * 2);
+  }
   // A layer of each block (the second one re-runs from block 1's boundary).
   for (std::string name : {"model.layers.0.self_attn.k_proj", "model.layers.1.mlp.down_proj"}) {
     CAPTURE(name);

@@ -12,8 +12,9 @@ namespace {
 
 // Decodes (r, c) straight from the bytes as the header describes them.
 double decode_ref(const QuantizedWeight& w, int64_t r, int64_t c) {
-  const int64_t i = r * w.cols + c, ng = w.cols / (w.group_size ? w.group_size : w.cols);
-  const int64_t g = w.g_idx.empty() ? c / (w.group_size ? w.group_size : w.cols) : w.g_idx[c];
+  const int64_t gl = w.group_size ? w.group_size : w.cols, ng = (w.cols + gl - 1) / gl;  // last group may be short
+  const int64_t g = w.g_idx.empty() ? c / gl : w.g_idx[c];
+  const int64_t i = r * w.cols + c;
   int q, z = 0;
   if (w.bits == 4) {
     const uint8_t b = w.packed[i / 2];
@@ -35,11 +36,17 @@ TEST_CASE("QuantizedWeight packs values and zero points as documented and dequan
   std::mt19937 rng(3);
   for (int bits : {4, 8})
     for (bool sym : {true, false})
-      for (int64_t cols : {int64_t(12), int64_t(7)})
-        for (int64_t gs : {int64_t(0), cols == 12 ? int64_t(4) : int64_t(7)}) {
+      for (int64_t cols : {int64_t(12), int64_t(7), int64_t(200)})
+        // 12/4 and 7/7 divide; 12/5, 7/3 and 200/64 leave a short last group (2, 1 and 8 columns)
+        for (int64_t gs : {int64_t(0), cols == 12 ? int64_t(4) : cols == 7 ? int64_t(7) : int64_t(64),
+                           cols == 12 ? int64_t(5) : cols == 7 ? int64_t(3) : int64_t(128)}) {
           CAPTURE(bits); CAPTURE(sym); CAPTURE(cols); CAPTURE(gs);
           const int64_t rows = 5;
           QuantizedWeight w = QuantizedWeight::allocate(bits, rows, cols, gs, sym);
+          const int64_t expect_groups = gs == 0 ? 1 : (cols + gs - 1) / gs;
+          REQUIRE(w.n_groups() == expect_groups);
+          REQUIRE(w.scales.size() == static_cast<size_t>(rows * expect_groups));
+          REQUIRE(w.group_end(expect_groups - 1) == cols);
           std::uniform_int_distribution<int> qd(w.qmin(), w.qmax()), zd(0, (1 << bits) - 1);
           std::uniform_real_distribution<float> sd(0.01f, 2.0f);
           std::vector<int> qs(rows * cols);
@@ -92,6 +99,15 @@ TEST_CASE("QuantizedWeight act-order groups and validation errors") {
   bad = w;
   bad.packed.pop_back();
   CHECK_THROWS_WITH_AS(bad.validate("x"), doctest::Contains("packed"), Error);
-  CHECK_THROWS_WITH_AS(QuantizedWeight::allocate(4, 2, 10, 4, true), doctest::Contains("does not divide"), Error);
+  // a group size that does not divide the row leaves a short last group: 10 = 4 + 4 + 2
+  const QuantizedWeight ragged = QuantizedWeight::allocate(4, 2, 10, 4, true);
+  CHECK(ragged.n_groups() == 3);
+  CHECK(ragged.group_begin(2) == 8);
+  CHECK(ragged.group_end(2) == 10);
+  bad = ragged;
+  bad.scales.pop_back();  // two scales per row short of three groups is not a valid layout
+  bad.scales.pop_back();
+  CHECK_THROWS_WITH_AS(bad.validate("x"), doctest::Contains("scales hold 4 values, expected 6"), Error);
+  CHECK_THROWS_WITH_AS(QuantizedWeight::allocate(4, 2, 10, -4, true), doctest::Contains("group size"), Error);
   CHECK_THROWS_AS(QuantizedWeight::allocate(3, 2, 8, 4, true), Error);
 }

@@ -17,11 +17,13 @@ struct RefQuant {
 
 // Per group: the grid of the full range, or the best shrink 1 − i/grid by squared error.
 RefQuant ref_rtn(const std::vector<float>& W, int64_t rows, int64_t cols, const QuantConfig& c) {
-  const int64_t gl = c.group_size ? c.group_size : cols, ng = cols / gl;
+  // groups of gl consecutive inputs; when gl does not divide cols the last one holds the rest
+  const int64_t gl = c.group_size ? c.group_size : cols, ng = (cols + gl - 1) / gl;
   RefQuant out{std::vector<int>(rows * cols), std::vector<RefGrid>(rows * ng)};
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t g = 0; g < ng; ++g) {
-      std::vector<double> v(W.begin() + r * cols + g * gl, W.begin() + r * cols + (g + 1) * gl);
+      const int64_t end = std::min((g + 1) * gl, cols);
+      std::vector<double> v(W.begin() + r * cols + g * gl, W.begin() + r * cols + end);
       double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
       RefGrid best{};
       double best_err = 1e300;
@@ -37,7 +39,7 @@ RefQuant ref_rtn(const std::vector<float>& W, int64_t rows, int64_t cols, const 
         if (err < best_err) best_err = err, best = gr;
       }
       out.grids[r * ng + g] = best;
-      for (int64_t i = 0; i < gl; ++i) out.q[r * cols + g * gl + i] = ref_quant(v[i], best, c.bits, c.symmetric);
+      for (size_t i = 0; i < v.size(); ++i) out.q[r * cols + g * gl + i] = ref_quant(v[i], best, c.bits, c.symmetric);
     }
   return out;
 }
@@ -45,14 +47,21 @@ RefQuant ref_rtn(const std::vector<float>& W, int64_t rows, int64_t cols, const 
 }  // namespace
 
 TEST_CASE("RTN matches the float64 reference for every layout") {
-  const int64_t rows = 48, cols = 256;
-  std::vector<float> W = randn(rows * cols, 11, 0.05);
-  for (int i = 0; i < 20; ++i) W[(i * 613) % W.size()] *= 8.0f;  // a few large weights for clipping to matter
-  for (int bits : {4, 8})
-    for (bool sym : {true, false})
-      for (int64_t gs : {int64_t(0), int64_t(32), int64_t(64)})
+  const int64_t rows = 48;
+  // 256 divides evenly; 576 = 4·128 + 64 (SmolLM2's hidden size at g128) and 200 = 3·64 + 8 leave
+  // a short last group
+  struct Layout {
+    int64_t cols, gs;
+  };
+  const Layout layouts[] = {{256, 0}, {256, 32}, {256, 64}, {576, 128}, {200, 64}, {200, 128}};
+  for (const Layout& lay : layouts)
+    for (int bits : {4, 8})
+      for (bool sym : {true, false})
         for (bool clip : {false, true}) {
-          CAPTURE(bits); CAPTURE(sym); CAPTURE(gs); CAPTURE(clip);
+          const int64_t cols = lay.cols, gs = lay.gs;
+          std::vector<float> W = randn(rows * cols, 11 + static_cast<uint32_t>(cols), 0.05);
+          for (int i = 0; i < 20; ++i) W[(i * 613) % W.size()] *= 8.0f;  // a few large weights for clipping to matter
+          CAPTURE(cols); CAPTURE(bits); CAPTURE(sym); CAPTURE(gs); CAPTURE(clip);
           QuantConfig c{bits, gs, sym, clip, 20, 0.5};
           QuantizedWeight qw = quantize_rtn(W.data(), rows, cols, c, "w");
           RefQuant ref = ref_rtn(W, rows, cols, c);
@@ -113,7 +122,9 @@ TEST_CASE("RTN rounds ties to even and handles all-zero groups") {
 TEST_CASE("RTN refuses bad input with the tensor named, and is deterministic") {
   std::vector<float> W = randn(8 * 256, 2);
   CHECK_THROWS_WITH_AS(quantize_rtn(W.data(), 8, 256, {4, 48, true}, "model.layers.0.mlp.up_proj"),
-                       doctest::Contains("group size 48 does not divide in_features 256"), Error);
+                       doctest::Contains("group size 48 is not a multiple of 32"), Error);
+  // one group per row needs no 32-column boundary: 48 ≥ 40 inputs
+  CHECK(quantize_rtn(W.data(), 8, 40, {4, 48, true}, "w").n_groups() == 1);
   CHECK_THROWS_WITH_AS(quantize_rtn(W.data(), 8, 256, {4, 48, true}, "model.layers.0.mlp.up_proj"),
                        doctest::Contains("model.layers.0.mlp.up_proj"), Error);
   CHECK_THROWS_AS(quantize_rtn(W.data(), 8, 256, {3, 32, true}, "w"), Error);

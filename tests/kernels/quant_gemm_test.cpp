@@ -59,7 +59,11 @@ TEST_CASE("linear_quantized matches dequantize() and a float64 matmul for every 
   };
   const Case cases[] = {{4, true, 256, 32, false}, {4, false, 256, 64, false}, {8, true, 256, 0, false},
                         {8, false, 256, 32, false}, {4, false, 256, 32, true},  {8, true, 128, 64, true},
-                        {4, true, 75, 0, false},    {4, false, 75, 5, false},   {4, true, 1536, 128, false}};
+                        {4, true, 75, 0, false},    {4, false, 75, 5, false},   {4, true, 1536, 128, false},
+                        // a short last group: 576 = 4·128 + 64, 200 = 3·64 + 8, 75 = 2·32 + 11, 77 = 7·10 + 7
+                        {4, true, 576, 128, false}, {4, false, 576, 128, false}, {4, false, 200, 64, false},
+                        {8, true, 200, 64, false},  {8, false, 576, 128, false}, {4, true, 200, 64, true},
+                        {4, false, 75, 32, false},  {4, true, 77, 10, false},   {8, false, 77, 10, true}};
   const int64_t rows = 70;
   uint32_t seed = 600;
   for (const Case& c : cases)
