@@ -24,7 +24,8 @@ int cmd_eval(int argc, char** argv) {
       "max-windows", "evaluate at most this many windows (0: all)", cxxopts::value<int64_t>()->default_value("0"))(
       "reference", "reference model for KL divergence and top-1 agreement", cxxopts::value<std::string>())(
       "dump-logits", "write the logits [windows, ctx, vocab] to this .npy file", cxxopts::value<std::string>())(
-      "json", "print the result as JSON")("h,help", "show help");
+      "backend", "cpu or cuda (the reference runs on the same backend)",
+      cxxopts::value<std::string>()->default_value("cpu"))("json", "print the result as JSON")("h,help", "show help");
   o.parse_positional({"model"});
   o.positional_help("MODEL");
   auto a = parse(o, argc, argv);
@@ -55,12 +56,13 @@ int cmd_eval(int argc, char** argv) {
   Progress bar("eval");
   opt.progress = [&](int64_t d, int64_t t) { bar.update(d, t); };
 
-  runtime::Session session(model);
+  const std::string backend = a["backend"].as<std::string>();
+  std::unique_ptr<runtime::Decoder> session = make_decoder(model, backend, opt.ctx);
   std::unique_ptr<Model> ref_model;
-  std::unique_ptr<runtime::Session> ref;
+  std::unique_ptr<runtime::Decoder> ref;
   if (a.count("reference")) {
     ref_model = std::make_unique<Model>(runtime::load_model(a["reference"].as<std::string>()));
-    ref = std::make_unique<runtime::Session>(*ref_model);
+    ref = make_decoder(*ref_model, backend, opt.ctx);
   }
   std::unique_ptr<formats::NpyWriter> dump;
   if (a.count("dump-logits")) {
@@ -74,7 +76,7 @@ int cmd_eval(int argc, char** argv) {
       dump->append(logits);
     };
   }
-  auto r = runtime::evaluate(session, tokens, opt, ref.get());
+  auto r = runtime::evaluate(*session, tokens, opt, ref.get());
   bar.finish();
   if (dump) dump->commit();
 
@@ -84,6 +86,7 @@ int cmd_eval(int argc, char** argv) {
                         {"windows", r.windows},
                         {"scored_tokens", r.scored_tokens},
                         {"ctx", opt.ctx},
+                        {"backend", backend},
                         {"protocol", r.protocol}};
     if (a.count("data")) j["data"] = a["data"].as<std::string>();
     if (r.has_reference) {

@@ -1,4 +1,5 @@
 // llmcompress run: generate text from a prompt with the KV cache, streaming tokens to stdout.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -18,7 +19,9 @@ int cmd_run(int argc, char** argv) {
       "top-k", "keep the k most likely tokens (0: off)", cxxopts::value<int64_t>()->default_value("0"))(
       "top-p", "nucleus sampling mass (1: off)", cxxopts::value<double>()->default_value("1"))(
       "seed", "random seed", cxxopts::value<uint64_t>()->default_value("0"))(
-      "no-bos", "do not prepend the BOS token")("h,help", "show help");
+      "no-bos", "do not prepend the BOS token")("backend", "cpu or cuda",
+                                                 cxxopts::value<std::string>()->default_value("cpu"))(
+      "h,help", "show help");
   o.parse_positional({"model"});
   o.positional_help("MODEL");
   auto a = parse(o, argc, argv);
@@ -35,12 +38,13 @@ int cmd_run(int argc, char** argv) {
   g.eos_id = tok->eos_id();
   g.sampling = {a["temperature"].as<double>(), a["top-k"].as<int64_t>(), a["top-p"].as<double>(),
                 a["seed"].as<uint64_t>()};
-  runtime::Session s(model);
+  auto s = make_decoder(model, a["backend"].as<std::string>(),
+                        static_cast<int64_t>(prompt.size()) + std::max<int64_t>(g.max_new_tokens, 0));
   std::vector<int64_t> out;
   std::string shown;
   std::fputs(a["prompt"].as<std::string>().c_str(), stdout);
   auto t0 = std::chrono::steady_clock::now();
-  runtime::generate(s, prompt, g, [&](int64_t id) {
+  runtime::generate(*s, prompt, g, [&](int64_t id) {
     if (g.eos_id && id == *g.eos_id) return false;
     out.push_back(id);
     // decode everything so far and print what is new, holding back an incomplete UTF-8 tail

@@ -6,6 +6,9 @@
 #include <fstream>
 
 #include "runtime/ir/error.hpp"
+#ifdef LLMC_HAVE_CUDA
+#include "runtime/cuda/cuda_session.hpp"
+#endif
 
 namespace llmc::cli {
 
@@ -45,6 +48,44 @@ std::vector<int64_t> read_token_file(const std::string& path) {
   }
   if (ids.empty()) throw Error(path + ": token file holds no ids");
   return ids;
+}
+
+namespace {
+
+// The CPU Session with its lifetime tied to the decoder.
+class CpuDecoder final : public runtime::Decoder {
+ public:
+  explicit CpuDecoder(const Model& m) : s_(m) {}
+  Tensor forward(const std::vector<int64_t>& ids) override { return s_.forward(ids); }
+  void reset() override { s_.reset(); }
+  int64_t past() const override { return s_.past(); }
+
+ private:
+  runtime::Session s_;
+};
+
+}  // namespace
+
+bool have_cuda_backend() {
+#ifdef LLMC_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::string& backend, int64_t max_context) {
+  if (backend == "cpu") return std::make_unique<CpuDecoder>(model);
+  if (backend != "cuda") throw Error("unknown --backend '" + backend + "' (cpu or cuda)", ErrorKind::Usage);
+#ifdef LLMC_HAVE_CUDA
+  runtime::CudaOptions o;
+  o.max_context = max_context;
+  return std::make_unique<runtime::CudaSession>(model, o);
+#else
+  (void)max_context;
+  throw Error("--backend cuda: this llmcompress was built without CUDA (configure with -DLLMC_CUDA=ON)",
+              ErrorKind::Usage);
+#endif
 }
 
 cxxopts::ParseResult parse(cxxopts::Options& opts, int argc, char** argv) {

@@ -2,11 +2,13 @@
 // model with its tokenizer.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <cxxopts.hpp>
 
+#include "runtime/decoder.hpp"
 #include "runtime/ir/error.hpp"
 
 namespace llmc::cli {
@@ -29,6 +31,12 @@ std::vector<int64_t> read_token_file(const std::string& path);
 
 // Parses argv with `opts`; a parse error becomes a usage Error.
 cxxopts::ParseResult parse(cxxopts::Options& opts, int argc, char** argv);
+
+// A decoder for `model` on `backend` ("cpu" or "cuda"; cuda only in builds with LLMC_HAVE_CUDA,
+// else a usage error saying so). max_context bounds the CUDA KV cache (0: the model's default).
+std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::string& backend, int64_t max_context);
+// Whether this build has the CUDA backend.
+bool have_cuda_backend();
 
 int cmd_inspect(int argc, char** argv);
 int cmd_run(int argc, char** argv);

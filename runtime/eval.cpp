@@ -16,6 +16,13 @@ double log_sum_exp(const float* row, int64_t n) {
 }
 
 EvalResult evaluate(Session& model, const std::vector<int64_t>& tokens, const EvalOptions& opt, Session* reference) {
+  SessionDecoder m(model);
+  if (!reference) return evaluate(m, tokens, opt, nullptr);
+  SessionDecoder r(*reference);
+  return evaluate(m, tokens, opt, &r);
+}
+
+EvalResult evaluate(Decoder& model, const std::vector<int64_t>& tokens, const EvalOptions& opt, Decoder* reference) {
   if (opt.ctx < 2) throw Error("eval: --ctx must be at least 2", ErrorKind::Usage);
   const int64_t body = opt.bos_id ? opt.ctx - 1 : opt.ctx;  // text tokens per window
   int64_t total = static_cast<int64_t>(tokens.size()) / body;

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/session.hpp"
+#include "runtime/decoder.hpp"
 
 namespace llmc::runtime {
 
@@ -35,6 +35,8 @@ struct EvalResult {
 };
 
 // Evaluates `model` on `tokens`; with `reference`, compares each scored position's distribution.
+EvalResult evaluate(Decoder& model, const std::vector<int64_t>& tokens, const EvalOptions& opt,
+                    Decoder* reference = nullptr);
 EvalResult evaluate(Session& model, const std::vector<int64_t>& tokens, const EvalOptions& opt,
                     Session* reference = nullptr);
 

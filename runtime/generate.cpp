@@ -35,6 +35,12 @@ int64_t Sampler::sample(const float* logits, int64_t vocab) {
 
 std::vector<int64_t> generate(Session& s, const std::vector<int64_t>& prompt, const GenerateOptions& o,
                               const std::function<bool(int64_t)>& on_token) {
+  SessionDecoder d(s);
+  return generate(d, prompt, o, on_token);
+}
+
+std::vector<int64_t> generate(Decoder& s, const std::vector<int64_t>& prompt, const GenerateOptions& o,
+                              const std::function<bool(int64_t)>& on_token) {
   if (prompt.empty()) throw Error("generate: the prompt has no tokens", ErrorKind::Usage);
   Sampler sampler(o.sampling);
   std::vector<int64_t> out;

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "runtime/session.hpp"
+#include "runtime/decoder.hpp"
 
 namespace llmc::runtime {
 
@@ -36,6 +36,8 @@ struct GenerateOptions {
 
 // Prefills `prompt` then decodes one token at a time; `on_token` sees each new id and may
 // return false to stop. Returns the generated ids (without the prompt).
+std::vector<int64_t> generate(Decoder& d, const std::vector<int64_t>& prompt, const GenerateOptions& o,
+                              const std::function<bool(int64_t)>& on_token = {});
 std::vector<int64_t> generate(Session& s, const std::vector<int64_t>& prompt, const GenerateOptions& o,
                               const std::function<bool(int64_t)>& on_token = {});
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds llmcompress and the GPU tests on a GPU machine, runs test_gpu and test_gpu_runtime (the
+# CUDA backend against the CPU session), then the end-to-end benchmark of a TinyLlama-1.1B-shaped
+# model with synthetic weights (f16, W4A16 g128 with the head f16, and with the head W4 too):
+# batch 1, 128-token prompt, 256 generated tokens. Logs and JSON land in $OUT (default ./gpu-out).
+#   LLMC_E2E_TESTS=0 skips the tests; LLMC_E2E_SCHEMES overrides the schemes; LLMC_E2E_BATCH the batch.
+set -u -o pipefail
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+ARCH=${LLMC_CUDA_ARCH:-90a}
+B=${LLMC_BUILD_DIR:-build-gpu}
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version | tail -2; date -u; git rev-parse --short HEAD 2>/dev/null; git status --short | head -50
+} >"$OUT/env.txt" 2>&1
+cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$ARCH \
+  >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+ninja -C $B -j16 llmcompress test_gpu test_gpu_runtime >>"$OUT/build.log" 2>&1 || { grep -B2 -A8 "error" "$OUT/build.log" | head -60; exit 1; }
+grep -i "warning" "$OUT/build.log" | sort -u | head -20
+if [ "${LLMC_E2E_TESTS:-1}" = 1 ]; then
+  LLMC_SOURCE_DIR=$PWD timeout 240 $B/tests/test_gpu >"$OUT/test_gpu.log" 2>&1; echo "test_gpu rc=$?" | tee -a "$OUT/env.txt"
+  tail -4 "$OUT/test_gpu.log"
+  LLMC_SOURCE_DIR=$PWD timeout 240 $B/tests/test_gpu_runtime >"$OUT/test_gpu_runtime.log" 2>&1
+  echo "test_gpu_runtime rc=$?" | tee -a "$OUT/env.txt"
+  grep -E "ERROR|error/tolerance|relative l2|perplexity cpu|FAILED|Status" "$OUT/test_gpu_runtime.log" | head -40
+fi
+for scheme in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16-head}; do
+  timeout 150 $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme $scheme --batch ${LLMC_E2E_BATCH:-1} \
+    --prompt-len 128 --gen-len 256 --repeats 3 --profile --json >"$OUT/bench-$scheme.json" 2>"$OUT/bench-$scheme.err"
+  echo "bench $scheme rc=$?" | tee -a "$OUT/env.txt"
+  tr -d '\n ' <"$OUT/bench-$scheme.json"; echo; tail -3 "$OUT/bench-$scheme.err"
+done

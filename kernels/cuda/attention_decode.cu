@@ -1,0 +1,244 @@
+// Split-over-keys attention for few queries (attention.hpp): one warp per key at a time with the
+// head's dimensions spread over the lanes, an online softmax per warp, a merge across the block's
+// warps in shared memory, and across the slices by the last block to finish (threadFenceReduction).
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/cuda/act_util.cuh"
+#include "kernels/cuda/attention.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+
+namespace llmc::kernels::cuda {
+
+namespace {
+
+using namespace detail;
+constexpr int kWarps = 4;
+constexpr int kUnroll = 4;
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct DecodeArgs {
+  const __half* q;
+  int64_t ldq;
+  const __half* kc;
+  const __half* vc;
+  __half* out;
+  int64_t ldo;
+  float* ws;
+  unsigned* counters;
+  const int32_t* past;
+  int64_t rows, cap;
+  int tokens, hq, hkv, d, splits;
+  float scale_log2;
+  bool causal;
+};
+
+// exp2 of a − b where a may be −inf (weight 0) and b is finite.
+__device__ __forceinline__ float weight(float a, float b) { return a == -INFINITY ? 0.0f : exp2f(a - b); }
+
+// E half2 pairs per lane: head_dim ≤ 64·E; dims 2·(lane + 32·e), 2·(lane + 32·e) + 1.
+template <int E>
+__global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a) {
+  __shared__ float sm_m[kWarps], sm_l[kWarps];
+  __shared__ float sm_acc[kWarps][64 * E];
+  __shared__ bool last_block;
+  pdl_begin();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int h = blockIdx.x, s = blockIdx.y;
+  const int kvh = h / (a.hq / a.hkv);
+  const int past = *a.past;
+  for (int64_t row = blockIdx.z; row < a.rows; row += gridDim.z) {
+    const int64_t b = row / a.tokens;
+    const int i = static_cast<int>(row % a.tokens);
+    const int len = a.causal ? past + i + 1 : past + a.tokens;
+    const int chunk = (len + a.splits - 1) / a.splits;
+    const int j0 = s * chunk, j1 = min(len, j0 + chunk);
+
+    float2 qv[E], acc[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int dd = 2 * (lane + 32 * e);
+      qv[e] = make_float2(0.0f, 0.0f);
+      acc[e] = make_float2(0.0f, 0.0f);
+      if (dd < a.d) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(a.q + row * a.ldq + static_cast<int64_t>(h) * a.d + dd));
+        qv[e] = make_float2(f.x * a.scale_log2, f.y * a.scale_log2);
+      }
+    }
+    // Warp w takes groups of kUnroll consecutive keys: their loads are all in flight before the
+    // first dot product needs one, and their warp reductions interleave.
+    float m = -INFINITY, l = 0.0f;
+    for (int j = j0 + warp * kUnroll; j < j1; j += kWarps * kUnroll) {
+      float sc[kUnroll];
+      float2 vv[kUnroll][E];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t off = ((b * a.cap + j + u) * a.hkv + kvh) * a.d;
+        sc[u] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          const int dd = 2 * (lane + 32 * e);
+          vv[u][e] = make_float2(0.0f, 0.0f);
+          if (j + u < j1 && dd < a.d) {
+            const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(a.kc + off + dd));
+            vv[u][e] = __half22float2(*reinterpret_cast<const __half2*>(a.vc + off + dd));
+            sc[u] += qv[e].x * kf.x + qv[e].y * kf.y;
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) sc[u] = warp_sum(sc[u]);  // scores in log2 units, in every lane
+      float m_new = m;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (j + u < j1) m_new = fmaxf(m_new, sc[u]);
+      const float corr = weight(m, m_new);
+      l *= corr;
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        acc[e].x *= corr;
+        acc[e].y *= corr;
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (j + u >= j1) continue;
+        const float p = exp2f(sc[u] - m_new);
+        l += p;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          acc[e].x += p * vv[u][e].x;
+          acc[e].y += p * vv[u][e].y;
+        }
+      }
+      m = m_new;
+    }
+    // merge the warps
+    if (lane == 0) {
+      sm_m[warp] = m;
+      sm_l[warp] = l;
+    }
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int dd = 2 * (lane + 32 * e);
+      if (dd < a.d) {
+        sm_acc[warp][dd] = acc[e].x;
+        sm_acc[warp][dd + 1] = acc[e].y;
+      }
+    }
+    __syncthreads();
+    float bm = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) bm = fmaxf(bm, sm_m[w]);
+    float bl = 0.0f;
+    if (bm != -INFINITY)
+      for (int w = 0; w < kWarps; ++w) bl += sm_l[w] * weight(sm_m[w], bm);
+    const int64_t rh = row * a.hq + h;
+    __half* orow = a.out + row * a.ldo + static_cast<int64_t>(h) * a.d;
+    if (a.splits == 1) {
+      for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
+        float o = 0.0f;
+        for (int w = 0; w < kWarps; ++w) o += sm_acc[w][dd] * weight(sm_m[w], bm);
+        orow[dd] = __float2half_rn(o / bl);
+      }
+      __syncthreads();  // shared memory is reused by the next row
+      continue;
+    }
+    float* part = a.ws + (rh * a.splits + s) * (a.d + 2);
+    if (threadIdx.x == 0) {
+      part[0] = bm;
+      part[1] = bl;
+    }
+    for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
+      float o = 0.0f;
+      if (bm != -INFINITY)
+        for (int w = 0; w < kWarps; ++w) o += sm_acc[w][dd] * weight(sm_m[w], bm);
+      part[2 + dd] = o;
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last_block = atomicAdd(a.counters + rh, 1u) == static_cast<unsigned>(a.splits - 1);
+    __syncthreads();
+    if (last_block) {
+      __threadfence();
+      const float* parts = a.ws + rh * a.splits * (a.d + 2);
+      float gm = -INFINITY;
+      for (int sp = 0; sp < a.splits; ++sp) gm = fmaxf(gm, __ldcg(parts + sp * (a.d + 2)));
+      float gl = 0.0f;
+      for (int sp = 0; sp < a.splits; ++sp)
+        gl += __ldcg(parts + sp * (a.d + 2) + 1) * weight(__ldcg(parts + sp * (a.d + 2)), gm);
+      for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
+        float o = 0.0f;
+        for (int sp = 0; sp < a.splits; ++sp)
+          o += __ldcg(parts + sp * (a.d + 2) + 2 + dd) * weight(__ldcg(parts + sp * (a.d + 2)), gm);
+        orow[dd] = __float2half_rn(o / gl);
+      }
+      if (threadIdx.x == 0) a.counters[rh] = 0;  // ready for the next launch (stream order)
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+AttentionWorkspace::AttentionWorkspace(int64_t max_rows, int64_t q_heads, int64_t head_dim, int max_splits)
+    : max_rows_(max_rows),
+      q_heads_(q_heads),
+      head_dim_(head_dim),
+      max_splits_(max_splits),
+      partials_(static_cast<size_t>(max_rows * q_heads * max_splits * (head_dim + 2))),
+      counters_(static_cast<size_t>(max_rows * q_heads)) {
+  check(max_rows > 0 && q_heads > 0 && head_dim > 0 && max_splits >= 1, "AttentionWorkspace: bad size");
+  LLMC_CUDA_CHECK(cudaMemset(counters_.data(), 0, counters_.bytes()));
+}
+
+int attention_decode_splits(int64_t rows, int64_t q_heads, int sm_count, int max_splits) {
+  const int64_t blocks = std::max<int64_t>(1, rows * q_heads);
+  return static_cast<int>(std::clamp<int64_t>((4 * sm_count + blocks - 1) / blocks, 1, max_splits));
+}
+
+void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionParams& p, const int32_t* past,
+                      AttentionWorkspace& ws, int splits, cudaStream_t stream) {
+  check(q.type == ActType::F16 && out.type == ActType::F16, "attention_decode: q and out must be f16");
+  check(p.head_dim > 0 && p.head_dim % 2 == 0 && p.head_dim <= 256,
+        "attention_decode: head_dim " + std::to_string(p.head_dim) + " must be even and at most 256");
+  check(p.kv_heads > 0 && p.q_heads % p.kv_heads == 0 && cache.kv_heads == p.kv_heads && cache.head_dim == p.head_dim,
+        "attention_decode: heads do not match the cache");
+  check(q.ld % 2 == 0 && reinterpret_cast<uintptr_t>(q.ptr) % 4 == 0, "attention_decode: q must be 4-byte aligned rows");
+  const int64_t rows = p.batch * p.tokens;
+  check(splits >= 1 && (splits == 1 || (splits <= ws.max_splits() && rows <= ws.max_rows())),
+        "attention_decode: " + std::to_string(splits) + " splits over " + std::to_string(rows) +
+            " rows exceed the workspace");
+  if (rows == 0) return;
+  DecodeArgs a{};
+  a.q = static_cast<const __half*>(q.ptr);
+  a.ldq = q.ld;
+  a.kc = reinterpret_cast<const __half*>(cache.k);
+  a.vc = reinterpret_cast<const __half*>(cache.v);
+  a.out = static_cast<__half*>(out.ptr);
+  a.ldo = out.ld;
+  a.ws = ws.partials();
+  a.counters = ws.counters();
+  a.past = past;
+  a.rows = rows;
+  a.cap = cache.capacity;
+  a.tokens = static_cast<int>(p.tokens);
+  a.hq = static_cast<int>(p.q_heads);
+  a.hkv = static_cast<int>(p.kv_heads);
+  a.d = static_cast<int>(p.head_dim);
+  a.splits = splits;
+  a.scale_log2 = p.scale * kLog2e;
+  a.causal = p.causal;
+  const dim3 grid(static_cast<unsigned>(p.q_heads), static_cast<unsigned>(splits),
+                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+  if (p.head_dim <= 64)
+    launch_pdl(decode_kernel<1>, grid, dim3(kWarps * 32), stream, a);
+  else if (p.head_dim <= 128)
+    launch_pdl(decode_kernel<2>, grid, dim3(kWarps * 32), stream, a);
+  else
+    launch_pdl(decode_kernel<4>, grid, dim3(kWarps * 32), stream, a);
+  LLMC_CUDA_CHECK_LAUNCH("attention_decode");
+}
+
+}  // namespace llmc::kernels::cuda

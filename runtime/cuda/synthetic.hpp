@@ -1,0 +1,27 @@
+// Models of a known architecture's shape with random weights, for speed measurements where the
+// checkpoint is not at hand (the GPU machines): built by the same builder as the real model, then
+// compressed layouts filled directly. The values are random, never zeros or constants.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/ir/model.hpp"
+
+namespace llmc::runtime {
+
+// "tinyllama": TinyLlama-1.1B (hidden 2048, 22 layers, 32 heads, 4 KV heads, intermediate 5632,
+// vocab 32000). Throws a usage Error listing the known names.
+nlohmann::json synthetic_config(const std::string& name);
+
+// scheme:
+//  "f16"        dense weights, N(0, 0.02)-like (uniform of that spread), norms near 1;
+//  "w4a16"      every decoder linear INT4 symmetric g128 (codes uniform over [−8, 7], f16 scales
+//               around 0.0043, i.e. weights of spread ~0.02 as RTN of the f16 model would give),
+//               the head dense as the compression passes leave it;
+//  "w4a16-head" the same with the head quantized too (--include-head);
+//  "w8a16"      every decoder linear INT8 symmetric per channel.
+Model synthetic_model(const std::string& name, const std::string& scheme, uint64_t seed);
+
+}  // namespace llmc::runtime

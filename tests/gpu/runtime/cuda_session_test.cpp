@@ -1,0 +1,325 @@
+// CudaSession against the CPU Session on random-weight tiny models: logits of prefill and of
+// decode steps (CUDA graph replays), greedy sequences, perplexity over random token ids, batches,
+// dense / W8 / W4 (sym and asym, g32/64/128, per channel) weights, and the errors it must give.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "runtime/cuda/cuda_session.hpp"
+#include "runtime/eval.hpp"
+#include "runtime/generate.hpp"
+#include "runtime/session.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
+#include "tests/gpu/runtime/tiny_models.hpp"
+
+using namespace llmc;
+using namespace llmc::test;
+using runtime::CudaOptions;
+using runtime::CudaSession;
+using runtime::Session;
+
+namespace {
+
+std::vector<int64_t> random_ids(size_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int64_t> t(n);
+  for (auto& x : t) x = static_cast<int64_t>(rng() % static_cast<uint32_t>(vocab));
+  return t;
+}
+
+// The GPU keeps weights and activations in f16 (2⁻¹¹ relative rounding each), the CPU in f32;
+// through two blocks and the head that compounds to a few 1e-3 of the logits' scale. A wrong
+// position, mask, cache row or weight layout moves logits by O(1) of that scale.
+void expect_logits_close(const Tensor& gpu, const Tensor& cpu, const std::string& what, double rel_tol = 5e-3) {
+  REQUIRE(gpu.shape() == cpu.shape());
+  const float* g = gpu.data<float>();
+  const float* c = cpu.data<float>();
+  double err2 = 0, ref2 = 0, worst = 0, refmax = 0;
+  for (int64_t i = 0; i < cpu.numel(); ++i) {
+    REQUIRE(std::isfinite(g[i]));
+    err2 += (g[i] - c[i]) * static_cast<double>(g[i] - c[i]);
+    ref2 += c[i] * static_cast<double>(c[i]);
+    worst = std::max(worst, std::fabs(static_cast<double>(g[i]) - c[i]));
+    refmax = std::max(refmax, std::fabs(static_cast<double>(c[i])));
+  }
+  const double rel = std::sqrt(err2 / ref2);
+  INFO(what << ": relative l2 error " << rel << ", max abs error " << worst << " (max |logit| " << refmax << ")");
+  CHECK(rel < rel_tol);
+  CHECK(worst < 4 * rel_tol * refmax);
+  CHECK(refmax > 0);
+}
+
+// Prefill of a prompt, then single-token steps, CPU and GPU side by side.
+void compare_prefill_decode(const Model& m, const CudaOptions& opt, int64_t prompt_len, int decode_steps,
+                            uint32_t seed, double rel_tol = 5e-3) {
+  Session cpu(m);
+  CudaSession gpu(m, opt);
+  const int64_t V = m.config.value("vocab_size", int64_t{0});
+  const auto prompt = random_ids(prompt_len, V, seed);
+  expect_logits_close(gpu.forward(prompt), cpu.forward(prompt), "prefill", rel_tol);
+  const auto next = random_ids(decode_steps, V, seed + 1);
+  for (int s = 0; s < decode_steps; ++s) {
+    CAPTURE(s);
+    expect_logits_close(gpu.forward({next[s]}), cpu.forward({next[s]}), "decode step", rel_tol);
+  }
+  CHECK(gpu.past() == cpu.past());
+}
+
+// Perplexity of random ids over 4 windows of 64: equal to 3 significant digits.
+void compare_perplexity(const Model& m, uint32_t seed, double rel_tol = 5e-4) {
+  Session cpu(m);
+  CudaSession gpu(m, CudaOptions{});
+  const auto ids = random_ids(4 * 64, m.config.value("vocab_size", int64_t{0}), seed);
+  runtime::EvalOptions eo;
+  eo.ctx = 64;
+  const double pc = runtime::evaluate(cpu, ids, eo).perplexity();
+  const double pg = runtime::evaluate(gpu, ids, eo).perplexity();
+  INFO("perplexity cpu " << pc << " gpu " << pg);
+  CHECK(std::fabs(pg / pc - 1) < rel_tol);
+}
+
+// The message of the llmc::Error that f throws ("" and a failed check when it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL_CHECK("no error was thrown");
+  return "";
+}
+bool has(const std::string& msg, const char* part) { return msg.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("dense tiny Llama: prefill and decode logits, perplexity and batches match the CPU session") {
+  LLMC_REQUIRE_GPU();
+  const Model m = tiny_llama(TinyShape{}, 1);
+  CudaOptions opt;
+  opt.max_context = 256;
+  SUBCASE("CUDA graph decode") { compare_prefill_decode(m, opt, 40, 12, 10); }
+  SUBCASE("no fusion, no graph") {
+    opt.fuse = false;
+    opt.cuda_graph = false;
+    compare_prefill_decode(m, opt, 40, 4, 11);
+  }
+  SUBCASE("prefill in chunks of max_tokens, decode over 3 and 17 tokens per call") {
+    opt.max_tokens = 24;
+    Session cpu(m);
+    CudaSession gpu(m, opt);
+    const auto ids = random_ids(100, 300, 12);
+    expect_logits_close(gpu.forward(ids), cpu.forward(ids), "chunked prefill");
+    const std::vector<int64_t> three(ids.begin(), ids.begin() + 3), more(ids.begin() + 3, ids.begin() + 20);
+    expect_logits_close(gpu.forward(three), cpu.forward(three), "3-token call");
+    expect_logits_close(gpu.forward(more), cpu.forward(more), "17-token call");
+  }
+  SUBCASE("perplexity") { compare_perplexity(m, 13); }
+  SUBCASE("a batch of 3 sequences equals 3 separate CPU runs") {
+    opt.max_batch = 3;
+    CudaSession gpu(m, opt);
+    std::vector<std::vector<int64_t>> seqs{random_ids(33, 300, 14), random_ids(33, 300, 15), random_ids(33, 300, 16)};
+    const Tensor out = gpu.forward_batch(seqs);
+    const auto steps = random_ids(3, 300, 17);
+    const Tensor step = gpu.forward_batch({{steps[0]}, {steps[1]}, {steps[2]}});
+    for (int b = 0; b < 3; ++b) {
+      CAPTURE(b);
+      Session cpu(m);
+      expect_logits_close(Tensor::borrow(DType::F32, {33, 300}, out.data<float>() + b * 33 * 300, nullptr),
+                          cpu.forward(seqs[b]), "batched prefill");
+      expect_logits_close(Tensor::borrow(DType::F32, {1, 300}, step.data<float>() + b * 300, nullptr),
+                          cpu.forward({steps[b]}), "batched decode");
+    }
+  }
+}
+
+TEST_CASE("greedy decoding over 32 steps equals the CPU's where the CPU's top-1 margin is robust") {
+  TinyShape s;
+  s.head_std = 0.6f;  // logits spread over several units: f16 errors (~1e-2) cannot flip the order
+  for (int quant = 0; quant < 2; ++quant) {
+    CAPTURE(quant);
+    Model m = tiny_llama(s, 3);  // seed chosen so that every step's margin clears 0.1 (see below)
+    if (quant) quantize_decoder_linears(m, 4, 64, false);
+    const auto prompt = random_ids(20, s.vocab, 21);
+    Session cpu(m);
+    std::vector<int64_t> want;
+    double min_margin = 1e9;
+    Tensor logits = cpu.forward(prompt);
+    for (int step = 0; step < 32; ++step) {
+      const float* row = logits.data<float>() + (logits.dim(0) - 1) * s.vocab;
+      std::vector<float> r(row, row + s.vocab);
+      const int64_t top = std::max_element(r.begin(), r.end()) - r.begin();
+      std::nth_element(r.begin(), r.begin() + 1, r.end(), std::greater<float>());
+      min_margin = std::min(min_margin, static_cast<double>(r[0] - r[1]));
+      want.push_back(top);
+      logits = cpu.forward({top});
+    }
+    INFO("smallest CPU top-1 margin " << min_margin);
+    // Logits spread ~10 here and the f16 path errs by ~1e-3 of that (rms), a few times more at
+    // worst: a top-1 margin of 0.1 cannot flip. The data must make every step that robust.
+    REQUIRE(min_margin > 0.1);
+    LLMC_REQUIRE_GPU();
+
+    CudaOptions opt;
+    opt.max_context = 128;
+    CudaSession gpu(m, opt);
+    runtime::GenerateOptions go;
+    go.max_new_tokens = 32;
+    CHECK(runtime::generate(gpu, prompt, go) == want);
+    gpu.reset();
+    const Tensor first = gpu.forward(prompt);
+    const float* last = first.data<float>() + (first.dim(0) - 1) * s.vocab;
+    REQUIRE(std::max_element(last, last + s.vocab) - last == want[0]);
+    const auto dev = gpu.decode_greedy({want[0]}, 31);
+    CHECK(std::vector<int64_t>(dev[0].begin(), dev[0].end()) == std::vector<int64_t>(want.begin() + 1, want.end()));
+    CHECK(gpu.past() == 20 + 31);
+  }
+}
+
+TEST_CASE("quantized tiny Llamas (W8, W4; sym, asym; g32/64/128, per channel) match the CPU session") {
+  LLMC_REQUIRE_GPU();
+  struct Q {
+    int bits;
+    int64_t group;
+    bool sym;
+  };
+  const Q cases[] = {{8, 0, true}, {8, 64, false}, {4, 32, true}, {4, 64, false}, {4, 128, true}, {4, 0, false}};
+  uint32_t seed = 30;
+  for (const Q& q : cases) {
+    CAPTURE(q.bits);
+    CAPTURE(q.group);
+    CAPTURE(q.sym);
+    Model m = tiny_llama(TinyShape{}, 3);
+    quantize_decoder_linears(m, q.bits, q.group, q.sym);
+    CudaOptions opt;
+    opt.max_context = 128;
+    compare_prefill_decode(m, opt, 37, 5, seed += 3);  // 37 rows: the dequantize + cuBLAS path
+    compare_prefill_decode(m, opt, 9, 2, seed += 3);   // 9 rows: the GEMV path for the prompt too
+    compare_perplexity(m, seed += 3);
+  }
+}
+
+TEST_CASE("W8A8 (int8 activations per token and static) and a ragged last group match the CPU session") {
+  LLMC_REQUIRE_GPU();
+  for (const char* act : {"dynamic", "static"}) {
+    CAPTURE(act);
+    Model m = tiny_llama(TinyShape{}, 3);
+    quantize_decoder_linears(m, 8, 0, true);
+    for (Node& n : m.graph.nodes)
+      if (n.op == "LinearQ") {
+        n.attrs["act"] = std::string(act);
+        if (std::string(act) == "static") n.attrs["act_scale"] = 0.03;
+      }
+    CudaOptions opt;
+    opt.max_context = 128;
+    // Both sides quantize the activations to int8, the GPU from f16-rounded values: an element
+    // within 2⁻¹¹·|x|/s of a rounding boundary may land one step (s ≈ max|x|/127) apart, which
+    // moves the outputs by a few 1e-3 relative per layer.
+    compare_prefill_decode(m, opt, 37, 4, 60, 2e-2);
+    compare_prefill_decode(m, opt, 5, 2, 61, 2e-2);
+    compare_perplexity(m, 62, 3e-3);
+  }
+  // 320 inputs in groups of 128: the last group holds 64 columns
+  TinyShape s;
+  s.hidden = 320;
+  s.inter = 640;
+  s.heads = 5;
+  s.kv_heads = 5;
+  Model m = tiny_llama(s, 4);
+  quantize_decoder_linears(m, 4, 128, false);
+  CudaOptions opt;
+  opt.max_context = 128;
+  compare_prefill_decode(m, opt, 40, 3, 63);
+  compare_perplexity(m, 64);
+}
+
+TEST_CASE("2:4-pruned dense weights (cuSPARSELt where the build has it) match the CPU session") {
+  LLMC_REQUIRE_GPU();
+  Model m = tiny_llama(TinyShape{}, 5);
+  for (Node& n : m.graph.nodes) {
+    if (n.op != "Linear" || n.name == "lm_head") continue;
+    Tensor& w = m.graph.weights.at(n.inputs[1]);
+    float* p = w.mutable_data<float>();
+    for (int64_t i = 0; i < w.numel(); i += 4) {  // keep the two largest magnitudes of each 4
+      int order[4] = {0, 1, 2, 3};
+      std::sort(order, order + 4, [&](int a, int b) { return std::fabs(p[i + a]) > std::fabs(p[i + b]); });
+      p[i + order[2]] = 0.0f;
+      p[i + order[3]] = 0.0f;
+    }
+  }
+  CudaOptions opt;
+  opt.max_context = 128;
+  {
+    CudaSession gpu(m, opt);
+    MESSAGE(gpu.describe().substr(0, 400));
+  }
+  compare_prefill_decode(m, opt, 40, 4, 70);
+  compare_perplexity(m, 71);
+}
+
+TEST_CASE("tiny GPT-2 (learned positions, LayerNorm with bias, GELU tanh, biases, tied head) matches") {
+  LLMC_REQUIRE_GPU();
+  const Model m = tiny_gpt2(4);
+  CudaOptions opt;
+  opt.max_context = 128;
+  compare_prefill_decode(m, opt, 50, 6, 40);
+  compare_perplexity(m, 41);
+}
+
+TEST_CASE("CudaSession errors name the node, the format and the numbers") {
+  LLMC_REQUIRE_GPU();
+  SUBCASE("act-order") {
+    Model m = tiny_llama(TinyShape{}, 5);
+    quantize_decoder_linears(m, 4, 32, true);
+    auto& w = m.graph.quantized.at("model.layers.1.mlp.up_proj.weight");
+    w.g_idx.resize(static_cast<size_t>(w.cols));
+    for (int64_t c = 0; c < w.cols; ++c) w.g_idx[c] = static_cast<int32_t>((c * 5) % w.n_groups());
+    const std::string e = error_of([&] { CudaSession s(m, CudaOptions{}); });
+    INFO(e);
+    CHECK(has(e, "node 'model.layers.1.mlp.up_proj'"));
+    CHECK(has(e, "act-order"));
+  }
+  SUBCASE("int8 activations over an INT4 group-wise weight") {
+    Model m = tiny_llama(TinyShape{}, 6);
+    quantize_decoder_linears(m, 4, 64, true);
+    for (Node& n : m.graph.nodes)
+      if (n.name == "model.layers.0.self_attn.o_proj") n.attrs["act"] = std::string("dynamic");
+    const std::string e = error_of([&] { CudaSession s(m, CudaOptions{}); });
+    INFO(e);
+    CHECK(has(e, "o_proj"));
+    CHECK(has(e, "W4A8 g64"));
+    CHECK(has(e, "INT8 symmetric per-channel"));
+  }
+  SUBCASE("unsupported op") {
+    Model m = tiny_llama(TinyShape{}, 7);
+    Node relu{"Relu", "", "odd_relu", {m.graph.nodes[0].outputs[0]}, {"relu_out"}, {}};
+    m.graph.nodes.insert(m.graph.nodes.begin() + 1, relu);
+    const std::string e = error_of([&] { CudaSession s(m, CudaOptions{}); });
+    INFO(e);
+    CHECK(has(e, "'Relu'"));
+    CHECK(has(e, "odd_relu"));
+    CHECK(has(e, "not supported"));
+  }
+  SUBCASE("too large for the device: needed vs free, before any upload") {
+    const Model m = tiny_llama(TinyShape{}, 8);
+    CudaOptions opt;
+    opt.max_context = int64_t{1} << 22;
+    opt.max_batch = 64;  // 64 × 4M positions × 2 layers × 2 × 128 × 2 bytes of KV cache: 256 GiB
+    opt.max_tokens = 16;
+    const std::string e = error_of([&] { CudaSession s(m, opt); });
+    INFO(e);
+    CHECK(has(e, "needs"));
+    CHECK(has(e, "KV cache 262144.0 MiB"));
+    CHECK(has(e, "are free"));
+  }
+  SUBCASE("ids outside the vocabulary and contexts beyond max_context") {
+    const Model m = tiny_llama(TinyShape{}, 9);
+    CudaOptions opt;
+    opt.max_context = 32;
+    CudaSession gpu(m, opt);
+    CHECK(has(error_of([&] { gpu.forward({1, 300}); }), "token id 300"));
+    CHECK(has(error_of([&] { gpu.forward(random_ids(33, 300, 1)); }), "max_context"));
+  }
+}
