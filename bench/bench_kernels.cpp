@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   int runs = 100;
   bool quick = false;
-  bool only_w8a8_sparse = false;
+  bool only_w8a8_sparse = false, sparse_search = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -122,10 +122,12 @@ int main(int argc, char** argv) {
       runs = std::max(50, std::atoi(argv[++i]));
     } else if (a == "--quick") {
       quick = true;  // only 11008×4096 (profiling, smoke tests)
+    } else if (a == "--sparse-search") {
+      sparse_search = true;  // also time cuSPARSELt plans chosen by timing every configuration
     } else if (a == "--w8a8-sparse") {
       only_w8a8_sparse = true;  // cuBLAS f16, W8A8 and 2:4 sparse rows only
     } else {
-      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search]\n");
       return 2;
     }
   }
@@ -188,9 +190,10 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     uint64_t seed = 10;
     W8A8Context w8a8_ctx(max_m, 11008, 11008);
-    std::unique_ptr<SparseContext> sparse_ctx;
+    std::unique_ptr<SparseContext> sparse_ctx, sparse_default;  // searched / cuSPARSELt's default configurations
     if (sparse24_available()) {
-      sparse_ctx = std::make_unique<SparseContext>(max_m, 11008, 11008);
+      if (sparse_search) sparse_ctx = std::make_unique<SparseContext>(max_m, 11008, 11008, true);
+      sparse_default = std::make_unique<SparseContext>(max_m, 11008, 11008, false);
       std::fprintf(stderr, "cuSPARSELt %d\n", sparse24_library_version());
     } else {
       std::fprintf(stderr, "built without cuSPARSELt: no 2:4 sparse rows\n");
@@ -223,7 +226,7 @@ int main(int argc, char** argv) {
       // 2:4 sparse f16: the dense random weight with two of each four inputs zeroed (varying
       // positions), compressed once.
       std::vector<Sparse24Weight> w24;
-      if (sparse_ctx) {
+      if (sparse_default) {
         std::vector<uint16_t> h = random_f16(static_cast<size_t>(n * k), ++seed, 0.05f);
         Rng r{seed};
         for (size_t g = 0; g < h.size() / 4; ++g) {
@@ -231,7 +234,7 @@ int main(int argc, char** argv) {
           for (int i = 0; i < 4; ++i)
             if (i != a && i != b) h[4 * g + i] = 0;
         }
-        w24.push_back(Sparse24Weight::upload_f16(*sparse_ctx, h.data(), n, k, "w24"));
+        w24.push_back(Sparse24Weight::upload_f16(*sparse_default, h.data(), n, k, "w24"));
         while (static_cast<int>(w24.size()) < copies_for(w24[0].compressed_bytes())) w24.push_back(w24[0].clone());
       }
       const int n24 = static_cast<int>(w24.size());
@@ -263,14 +266,17 @@ int main(int argc, char** argv) {
           if (int8_cutlass_available()) w8a8_row("w8a8_gemm_cutlass", Int8Backend::kCutlass, false);
           w8a8_row("w8a8_gemm_cublaslt", Int8Backend::kCublasLt, false);
           w8a8_row("w8a8_linear_dyn_quant", Int8Backend::kAuto, true);
-          if (sparse_ctx) {
-            sparse24_prepare(*sparse_ctx, w24[0], m, s);  // plan search outside the graph
-            const double t = time_per_call(s, batch, runs, [&](int i) {
-              linear_sparse24(*sparse_ctx, w24[i % n24], x.data(), y.data(), m, s);
-            });
-            rows.push_back({n, k, m, "sparse24_f16_cusparselt", t * 1e6,
-                            static_cast<double>(w24[0].compressed_bytes()) + act, flops, t_cublas * 1e6});
-            log_row(rows.back());
+          if (sparse_default) {  // compressed weights are context-independent: w24 serves both
+            for (SparseContext* sc : {sparse_default.get(), sparse_ctx.get()}) {
+              if (!sc) continue;
+              sparse24_prepare(*sc, w24[0], m, s);  // plan (and search) outside the graph
+              const double t = time_per_call(s, batch, runs, [&](int i) {
+                linear_sparse24(*sc, w24[i % n24], x.data(), y.data(), m, s);
+              });
+              rows.push_back({n, k, m, sc == sparse_ctx.get() ? "sparse24_f16_searched" : "sparse24_f16_default",
+                              t * 1e6, static_cast<double>(w24[0].compressed_bytes()) + act, flops, t_cublas * 1e6});
+              log_row(rows.back());
+            }
           }
         }
         if (only_w8a8_sparse) continue;
@@ -319,6 +325,7 @@ int main(int argc, char** argv) {
       }
     }
 
+    if (sparse_ctx) std::fprintf(stderr, "cuSPARSELt configuration search (us per call):\n%s", sparse24_search_report(*sparse_ctx).c_str());
     std::printf("device: %s (%d SMs, L2 %d MB); copy bandwidth %.0f GB/s (1 GiB D2D, read+write); f16 GEMM 8192^3 %.0f TFLOP/s\n",
                 prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_bw * 1e-9, gemm_tflops);
     nlohmann::json j;

@@ -82,6 +82,12 @@ void lt_check(cusparseStatus_t st, const char* what) {
 int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
 constexpr size_t kInitialWorkspace = 32u << 20;
+// Zeroed bytes after the compressed weight: cuSPARSELt 0.8.0's sm90 kernels (e.g.
+// sm90_xmma_sparse_gemm_f16f16_f16f32_f32_tn_n_tilesize64x256x128) read whole 1 KiB chunks past
+// the end of the compressed matrix when its rows do not fill the last tile (compute-sanitizer
+// memcheck on n = 144: 768 bytes past a 46,080-byte buffer); the rows read there are masked out
+// of the result. 64 KiB covers a full 256-row tile's over-read.
+constexpr size_t kCompressedSlack = 64u << 10;
 constexpr unsigned kAlign = 16;
 
 }  // namespace
@@ -94,24 +100,28 @@ struct SparseContext::Impl {
     Opaque<cusparseLtMatmulPlan_t> plan;
     bool ready = false;
   };
-  struct Choice {  // what cusparseLtMatmulSearch picked for a bucket
-    int alg_id = 0, split_k = 1, split_k_mode = 0, split_k_buffers = 1;
+  struct Choice {  // the configuration that ran fastest for a bucket
+    int alg_id = 0;
   };
   Opaque<cusparseLtHandle_t> handle;
   int64_t max_m, max_n, max_k, max_m_pad;
+  bool search;
   DeviceBuffer<uint8_t> workspace;
   DeviceBuffer<uint16_t> x_pad, y_pad;
   std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<Plan>> plans;  // (n, k, m_pad)
   std::map<std::tuple<int64_t, int64_t, int64_t>, Choice> choices;                // (n, k, bucket)
+  std::string search_log;
 
-  Impl(int64_t mm_, int64_t mn, int64_t mk)
+  Impl(int64_t mm_, int64_t mn, int64_t mk, bool search_)
       : max_m(mm_),
         max_n(mn),
         max_k(mk),
         max_m_pad(round_up(mm_, 16)),
+        search(search_),
         workspace(kInitialWorkspace),
-        x_pad(static_cast<size_t>(round_up(mm_, 16) * mk)),
-        y_pad(static_cast<size_t>(round_up(mm_, 16) * mn)) {
+        // 256 spare rows: configurations tried by the search may read whole tiles past m
+        x_pad(static_cast<size_t>((round_up(mm_, 16) + 256) * mk)),
+        y_pad(static_cast<size_t>((round_up(mm_, 16) + 256) * mn)) {
     lt_check(cusparseLtInit(handle.get()), "cusparseLtInit");
     // the padding rows of x are read by the padded multiply: zeros keep them finite
     LLMC_CUDA_CHECK(cudaMemset(x_pad.data(), 0, x_pad.bytes()));
@@ -176,6 +186,59 @@ struct SparseContext::Impl {
     return b;
   }
 
+  // Times every configuration id (cusparseLtMatmulSearch does the same, but with cuSPARSELt
+  // 0.8.0 on H100 it ended in CUSPARSE_STATUS_INTERNAL_ERROR) at ms tokens over the padded
+  // buffers: 2 warm-up and 5 timed calls each; ids whose plan cannot be made are skipped.
+  Choice search_bucket(const Sparse24Weight& w, int64_t ms, cudaStream_t stream) {
+    const int64_t n = w.rows(), k = w.cols();
+    int max_id = 0;
+    {
+      auto probe = describe(n, k, ms);
+      max_id = get_alg<int>(*probe, CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID);
+      destroy(*probe);
+    }
+    cudaEvent_t a, b;
+    LLMC_CUDA_CHECK(cudaEventCreate(&a));
+    LLMC_CUDA_CHECK(cudaEventCreate(&b));
+    Choice best;
+    float best_ms = 1e30f;
+    search_log += "n=" + std::to_string(n) + " k=" + std::to_string(k) + " m=" + std::to_string(ms) + ":";
+    const float alpha = 1.0f, beta = 0.0f;
+    cudaStream_t st = stream;
+    for (int id = 0; id <= max_id; ++id) {
+      auto p = describe(n, k, ms);
+      set_alg(*p, CUSPARSELT_MATMUL_ALG_CONFIG_ID, id);
+      if (cusparseLtMatmulPlanInit(handle.get(), p->plan.get(), p->mm.get(), p->alg.get()) != CUSPARSE_STATUS_SUCCESS) {
+        destroy(*p);
+        continue;
+      }
+      p->ready = true;
+      size_t ws = 0;
+      lt_check(cusparseLtMatmulGetWorkspace(handle.get(), p->plan.get(), &ws), "cusparseLtMatmulGetWorkspace");
+      if (ws > workspace.bytes()) workspace = DeviceBuffer<uint8_t>(ws);
+      auto run = [&] {
+        lt_check(cusparseLtMatmul(handle.get(), p->plan.get(), &alpha, w.compressed(), x_pad.data(), &beta,
+                                  y_pad.data(), y_pad.data(), workspace.data(), &st, 1),
+                 "cusparseLtMatmul (search)");
+      };
+      run();
+      run();
+      LLMC_CUDA_CHECK(cudaEventRecord(a, stream));
+      for (int r = 0; r < 5; ++r) run();
+      LLMC_CUDA_CHECK(cudaEventRecord(b, stream));
+      LLMC_CUDA_CHECK(cudaEventSynchronize(b));
+      float t = 0;
+      LLMC_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
+      search_log += " " + std::to_string(id) + "=" + std::to_string(static_cast<int>(t * 200.0f)) + "us";
+      if (t < best_ms) best_ms = t, best.alg_id = id;
+      destroy(*p);
+    }
+    search_log += " -> " + std::to_string(best.alg_id) + "\n";
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return best;
+  }
+
   // The plan for (n, k, m_pad): searched on the bucket's first use (timing runs over the padded
   // buffers and w's data), otherwise built from the bucket's choice.
   Plan& get(const Sparse24Weight& w, int64_t m_pad, cudaStream_t stream) {
@@ -188,44 +251,23 @@ struct SparseContext::Impl {
           "linear_sparse24: no plan for n=" + std::to_string(n) + " k=" + std::to_string(k) + " m=" +
               std::to_string(m_pad) + " while the stream is being captured; call sparse24_prepare first");
     auto p = describe(n, k, m_pad);
+    if (!search) {  // cuSPARSELt's default (heuristic) configuration
+      make_plan(*p);
+      return *plans.emplace(key, std::move(p)).first->second;
+    }
     const auto bkey = std::make_tuple(n, k, bucket(m_pad));
     auto ch = choices.find(bkey);
-    if (ch == choices.end()) {
-      // Search at the bucket's top M when it fits the buffers, so that the choice suits the
-      // whole bucket; the search leaves the best configuration in the plan it ran.
-      const int64_t ms = std::min(bucket(m_pad), max_m_pad);
-      std::unique_ptr<Plan> searched = ms == m_pad ? std::move(p) : describe(n, k, ms);
-      make_plan(*searched);
-      const float alpha = 1.0f, beta = 0.0f;
-      cudaStream_t st = stream;
-      lt_check(cusparseLtMatmulSearch(handle.get(), searched->plan.get(), &alpha, w.compressed(), x_pad.data(), &beta,
-                                      y_pad.data(), y_pad.data(), workspace.data(), &st, 1),
-               "cusparseLtMatmulSearch");
-      Choice c;
-      c.alg_id = get_alg<int>(*searched, CUSPARSELT_MATMUL_ALG_CONFIG_ID);
-      c.split_k = get_alg<int>(*searched, CUSPARSELT_MATMUL_SPLIT_K);
-      c.split_k_mode = get_alg<int>(*searched, CUSPARSELT_MATMUL_SPLIT_K_MODE);
-      c.split_k_buffers = get_alg<int>(*searched, CUSPARSELT_MATMUL_SPLIT_K_BUFFERS);
-      ch = choices.emplace(bkey, c).first;
-      if (!p) return *plans.emplace(key, std::move(searched)).first->second;
-      plans.emplace(std::make_tuple(n, k, ms), std::move(searched));  // keep it: the bucket's top M
-    }
-    const Choice& c = ch->second;
-    set_alg(*p, CUSPARSELT_MATMUL_ALG_CONFIG_ID, c.alg_id);
-    set_alg(*p, CUSPARSELT_MATMUL_SPLIT_K, c.split_k);
-    if (c.split_k > 1) {
-      set_alg(*p, CUSPARSELT_MATMUL_SPLIT_K_MODE, c.split_k_mode);
-      set_alg(*p, CUSPARSELT_MATMUL_SPLIT_K_BUFFERS, c.split_k_buffers);
-    }
+    if (ch == choices.end()) ch = choices.emplace(bkey, search_bucket(w, std::min(bucket(m_pad), max_m_pad), stream)).first;
+    set_alg(*p, CUSPARSELT_MATMUL_ALG_CONFIG_ID, ch->second.alg_id);
     make_plan(*p);
     return *plans.emplace(key, std::move(p)).first->second;
   }
 };
 
-SparseContext::SparseContext(int64_t max_m, int64_t max_n, int64_t max_k) {
+SparseContext::SparseContext(int64_t max_m, int64_t max_n, int64_t max_k, bool search) {
   check(max_m > 0 && max_n > 0 && max_k > 0, "SparseContext: sizes must be positive, got m=" + std::to_string(max_m) +
                                                   " n=" + std::to_string(max_n) + " k=" + std::to_string(max_k));
-  impl_ = std::make_unique<Impl>(max_m, max_n, max_k);
+  impl_ = std::make_unique<Impl>(max_m, max_n, max_k, search);
 }
 
 SparseContext::~SparseContext() = default;
@@ -256,7 +298,8 @@ Sparse24Weight Sparse24Weight::upload_f16(SparseContext& ctx, const uint16_t* w,
   Sparse24Weight out;
   out.rows_ = rows;
   out.cols_ = cols;
-  out.data_ = DeviceBuffer<uint8_t>(size);
+  out.data_ = DeviceBuffer<uint8_t>(size + kCompressedSlack);
+  LLMC_CUDA_CHECK(cudaMemset(out.data_.data(), 0, out.data_.bytes()));
   lt_check(cusparseLtSpMMACompress2(im.handle.get(), a.get(), 1, CUSPARSE_OPERATION_NON_TRANSPOSE, dense.data(),
                                     out.data_.data(), scratch.data(), nullptr),
            "cusparseLtSpMMACompress2");
@@ -264,6 +307,8 @@ Sparse24Weight Sparse24Weight::upload_f16(SparseContext& ctx, const uint16_t* w,
   cusparseLtMatDescriptorDestroy(a.get());
   return out;
 }
+
+std::string sparse24_search_report(SparseContext& ctx) { return ctx.impl().search_log; }
 
 void sparse24_prepare(SparseContext& ctx, const Sparse24Weight& w, int64_t m, cudaStream_t stream) {
   SparseContext::Impl& im = ctx.impl();
@@ -312,9 +357,10 @@ namespace {
 }
 }  // namespace
 
-SparseContext::SparseContext(int64_t, int64_t, int64_t) { missing("SparseContext"); }
+SparseContext::SparseContext(int64_t, int64_t, int64_t, bool) { missing("SparseContext"); }
 SparseContext::~SparseContext() = default;
 bool sparse24_available() { return false; }
+std::string sparse24_search_report(SparseContext&) { return ""; }
 int sparse24_library_version() { return 0; }
 Sparse24Weight Sparse24Weight::upload_f16(SparseContext&, const uint16_t* w, int64_t rows, int64_t cols,
                                           const std::string& name) {

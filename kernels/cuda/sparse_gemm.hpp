@@ -23,11 +23,14 @@ void check_2to4_f16(const uint16_t* w, int64_t rows, int64_t cols, const std::st
 bool sparse24_available();
 
 // A cuSPARSELt handle, a workspace and padded activation/output buffers for up to max_m tokens,
-// max_n outputs, max_k inputs; caches a matmul plan per (n, k, m) and the algorithm found by
-// cusparseLtMatmulSearch per (n, k, M bucket) — buckets are powers of two from 16 up.
+// max_n outputs, max_k inputs; caches a matmul plan per (n, k, m). Plans use cuSPARSELt's
+// default configuration unless `search`: then every configuration id is timed once per
+// (n, k, M bucket) — buckets are powers of two from 16 up — and the bucket's fastest is used for
+// every m in it (our loop: cusparseLtMatmulSearch failed with cuSPARSELt 0.8.0 on H100; see
+// docs/perf/cuda.md for what each choice measured).
 class SparseContext {
  public:
-  SparseContext(int64_t max_m, int64_t max_n, int64_t max_k);
+  SparseContext(int64_t max_m, int64_t max_n, int64_t max_k, bool search = false);
   ~SparseContext();
   SparseContext(const SparseContext&) = delete;
   SparseContext& operator=(const SparseContext&) = delete;
@@ -39,7 +42,7 @@ class SparseContext {
 };
 
 // A 2:4 sparse weight [rows = n, cols = k] compressed for cuSPARSELt (values + metadata, about
-// 9/16 of the dense f16 bytes). n and k must be multiples of 16.
+// 9/16 of the dense f16 bytes, + 64 KiB of zeroed slack). n and k must be multiples of 16.
 class Sparse24Weight {
  public:
   // w: F16 or F32, 2-D [n, k], 2:4 sparse along k (check_2to4; errors name `name`).
@@ -58,7 +61,7 @@ class Sparse24Weight {
   DeviceBuffer<uint8_t> data_;
 };
 
-// Builds (and, the first time for its M bucket, searches) the plan for w's shape at m tokens.
+// Builds (and with search on, the first time for its M bucket, searches) the plan for w's shape at m tokens.
 // Call before capturing linear_sparse24 in a CUDA graph: the search and plan creation are not
 // capturable, the multiplication with a ready plan is.
 void sparse24_prepare(SparseContext& ctx, const Sparse24Weight& w, int64_t m, cudaStream_t stream);
@@ -72,5 +75,8 @@ void linear_sparse24(SparseContext& ctx, const Sparse24Weight& w, const uint16_t
 
 // The cuSPARSELt version (major·1000 + minor·100 + patch) the library reports, 0 without it.
 int sparse24_library_version();
+
+// One line per searched bucket: "n=.. k=.. m=..: id=time_us ... -> chosen id" (empty without search).
+std::string sparse24_search_report(SparseContext& ctx);
 
 }  // namespace llmc::kernels::cuda
