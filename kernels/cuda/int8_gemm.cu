@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -220,13 +221,17 @@ W8A8Context::W8A8Context(int64_t max_m, int64_t max_n, int64_t max_k)
       max_k_(round_up(max_k, 16)),
       qx_(static_cast<size_t>(max_m * round_up(max_k, 16))),
       sx_(static_cast<size_t>(max_m)),
-      acc_(static_cast<size_t>(max_m * round_up(max_n, 4))),
       impl_(std::make_unique<Impl>()) {
   check(max_m > 0 && max_n > 0 && max_k > 0, "W8A8Context: sizes must be positive, got m=" + std::to_string(max_m) +
                                                  " n=" + std::to_string(max_n) + " k=" + std::to_string(max_k));
 }
 
 W8A8Context::~W8A8Context() = default;
+
+int32_t* W8A8Context::acc() {
+  if (acc_.size() == 0) acc_ = DeviceBuffer<int32_t>(static_cast<size_t>(max_m_ * round_up(max_n_, 4)));
+  return acc_.data();
+}
 
 bool int8_cutlass_available() {
   if (!detail::w8a8_sm90_compiled()) return false;

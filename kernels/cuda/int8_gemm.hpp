@@ -5,7 +5,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -45,10 +44,11 @@ enum class Int8Backend { kAuto, kCublasLt, kCutlass };
 // Whether the CUTLASS path was compiled in and the current device can run it.
 bool int8_cutlass_available();
 
-// Owns what a W8A8 call needs besides the weight: a cuBLASLt handle, its workspace, the
-// quantized activations, their scales and the int32 accumulator of the cuBLASLt path, sized for
-// up to max_m tokens × max_k inputs × max_n outputs. Calls allocate nothing, so they can be
-// captured in a CUDA graph once each m has been seen (cuBLASLt's heuristic is cached per m).
+// Owns what a W8A8 call needs besides the weight: a cuBLASLt handle, its workspace (32 MiB), the
+// quantized activations and their scales, sized for up to max_m tokens × max_k inputs × max_n
+// outputs, and — allocated on the cuBLASLt path's first use only — its int32 accumulator
+// (4·max_m·max_n bytes). Calls allocate nothing after that, so they can be captured in a CUDA
+// graph once each m has been seen (cuBLASLt's heuristic is cached per m).
 class W8A8Context {
  public:
   W8A8Context(int64_t max_m, int64_t max_n, int64_t max_k);
@@ -58,7 +58,7 @@ class W8A8Context {
 
   int8_t* qx() { return qx_.data(); }
   float* sx() { return sx_.data(); }
-  int32_t* acc() { return acc_.data(); }
+  int32_t* acc();  // [max_m, max_n rounded up to 4], allocated on first use
   int64_t max_m() const { return max_m_; }
   int64_t max_n() const { return max_n_; }
   int64_t max_k() const { return max_k_; }
