@@ -30,3 +30,25 @@ for scheme in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16-head}; do
   echo "bench $scheme rc=$?" | tee -a "$OUT/env.txt"
   tr -d '\n ' <"$OUT/bench-$scheme.json"; echo; tail -3 "$OUT/bench-$scheme.err"
 done
+# Per-kernel device time of a few decode steps (kernels serialized by the profiler, so gaps and
+# launch overlap are excluded): what each kind of kernel costs. LLMC_E2E_NCU=1 to run it.
+if [ "${LLMC_E2E_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
+  timeout 200 ncu --graph-profiling node --metrics gpu__time_duration.sum --print-units base --csv \
+    $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme ${LLMC_E2E_NCU_SCHEME:-w4a16} \
+    --prompt-len 128 --gen-len 2 --repeats 1 >"$OUT/ncu.csv" 2>"$OUT/ncu.err"
+  echo "ncu rc=$?" | tee -a "$OUT/env.txt"
+  python3 - "$OUT/ncu.csv" <<'PY' || true
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; rows = rows[1:]
+ki, gi, vi = hdr.index("Kernel Name"), hdr.index("Grid Size"), hdr.index("Metric Value")
+t = collections.defaultdict(list)
+for r in rows:
+    name = r[ki].split("(")[0].split("<")[0][-40:]
+    t[(name, r[gi])].append(float(r[vi].replace(",", "")))
+for (n, g), v in sorted(t.items(), key=lambda kv: -sum(kv[1])):
+    v.sort()
+    print(f"{n:40s} grid {g:16s} n={len(v):4d} median {v[len(v)//2]/1e3:8.2f} us  total {sum(v)/1e3:9.1f} us")
+PY
+fi
+

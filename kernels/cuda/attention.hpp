@@ -60,4 +60,13 @@ int attention_decode_splits(int64_t rows, int64_t q_heads, int sm_count, int max
 void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionParams& p, const int32_t* past,
                       AttentionWorkspace& ws, int splits, cudaStream_t stream);
 
+// The decode step of one token per sequence (p.tokens = 1) with kv_append folded in: k and v
+// (f16 views of the new rows) are rotated (rope non-null), rounded to f16 and written to the cache
+// at *past by the kernel itself, q is rotated in shared memory (not in place), and the new key is
+// attended from shared memory, so no block of the launch reads what another writes. One launch
+// per layer instead of two; the same results as kv_append + attention_decode.
+void attention_decode_append(Act q, Act k, Act v, const KvCacheView& cache, Act out, const AttentionParams& p,
+                             const RopeParams* rope, const int32_t* past, AttentionWorkspace& ws, int splits,
+                             cudaStream_t stream);
+
 }  // namespace llmc::kernels::cuda

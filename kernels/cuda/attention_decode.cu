@@ -18,6 +18,7 @@ namespace {
 using namespace detail;
 constexpr int kWarps = 4;
 constexpr int kUnroll = 4;
+constexpr int kMaxSplits = 32;  // the merge keeps one split per lane of a warp
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct DecodeArgs {
@@ -34,16 +35,42 @@ struct DecodeArgs {
   int tokens, hq, hkv, d, splits;
   float scale_log2;
   bool causal;
+  // FUSE (one token per sequence): the new key and value rows, rotated (when inv_freq is set)
+  // and written to the cache by this kernel; q is rotated in shared memory, not in place.
+  const __half* kn;
+  int64_t ldk;
+  const __half* vn;
+  int64_t ldv;
+  __half* kcw;
+  __half* vcw;
+  const float* inv_freq;
+  int rot, half;
+  bool neox;
 };
 
 // exp2 of a − b where a may be −inf (weight 0) and b is finite.
 __device__ __forceinline__ float weight(float a, float b) { return a == -INFINITY ? 0.0f : exp2f(a - b); }
 
 // E half2 pairs per lane: head_dim ≤ 64·E; dims 2·(lane + 32·e), 2·(lane + 32·e) + 1.
-template <int E>
+// Rotates pairs (a, b) of one head held in shared memory, in place, at position pos, then rounds
+// every value to f16 as the unfused path stores it; threads stride over the pairs.
+__device__ __forceinline__ void rotate_smem(float* x, const DecodeArgs& a, float pos) {
+  for (int i = threadIdx.x; i < a.half; i += blockDim.x) {
+    const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + a.half : 2 * i + 1;
+    float sn, cs;
+    sincosf(pos * a.inv_freq[i], &sn, &cs);
+    const float x0 = x[ia], x1 = x[ib];
+    x[ia] = x0 * cs - x1 * sn;
+    x[ib] = x1 * cs + x0 * sn;
+  }
+}
+
+template <int E, bool FUSE>
 __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a) {
   __shared__ float sm_m[kWarps], sm_l[kWarps];
   __shared__ float sm_acc[kWarps][64 * E];
+  __shared__ float sm_q[FUSE ? 64 * E : 1], sm_k[FUSE ? 64 * E : 1], sm_v[FUSE ? 64 * E : 1];
+  __shared__ float sm_w[kMaxSplits];
   __shared__ bool last_block;
   pdl_begin();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -57,6 +84,36 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
     const int chunk = (len + a.splits - 1) / a.splits;
     const int j0 = s * chunk, j1 = min(len, j0 + chunk);
 
+    int j_end = j1;  // keys read from the cache: [j0, j_end)
+    if constexpr (FUSE) {
+      // This token's q, k, v (position past) into shared memory, rotated and rounded to f16 as
+      // kv_append would store them; block (s = 0, first q head of the group) writes k, v to the
+      // cache for later steps. No block of this launch reads position past from the cache.
+      for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
+        sm_q[dd] = __half2float(a.q[row * a.ldq + static_cast<int64_t>(h) * a.d + dd]);
+        sm_k[dd] = __half2float(a.kn[row * a.ldk + static_cast<int64_t>(kvh) * a.d + dd]);
+        sm_v[dd] = __half2float(a.vn[row * a.ldv + static_cast<int64_t>(kvh) * a.d + dd]);
+      }
+      __syncthreads();
+      if (a.inv_freq) {
+        rotate_smem(sm_q, a, static_cast<float>(past));
+        rotate_smem(sm_k, a, static_cast<float>(past));
+        __syncthreads();
+        for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
+          sm_q[dd] = __half2float(__float2half_rn(sm_q[dd]));
+          sm_k[dd] = __half2float(__float2half_rn(sm_k[dd]));
+        }
+        __syncthreads();
+      }
+      if (s == 0 && h % (a.hq / a.hkv) == 0) {
+        const int64_t off = ((b * a.cap + past) * a.hkv + kvh) * a.d;
+        for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
+          a.kcw[off + dd] = __float2half_rn(sm_k[dd]);
+          a.vcw[off + dd] = __float2half_rn(sm_v[dd]);
+        }
+      }
+      j_end = min(j1, past);
+    }
     float2 qv[E], acc[E];
 #pragma unroll
     for (int e = 0; e < E; ++e) {
@@ -64,14 +121,18 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
       qv[e] = make_float2(0.0f, 0.0f);
       acc[e] = make_float2(0.0f, 0.0f);
       if (dd < a.d) {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(a.q + row * a.ldq + static_cast<int64_t>(h) * a.d + dd));
+        float2 f;
+        if constexpr (FUSE)
+          f = make_float2(sm_q[dd], sm_q[dd + 1]);
+        else
+          f = __half22float2(*reinterpret_cast<const __half2*>(a.q + row * a.ldq + static_cast<int64_t>(h) * a.d + dd));
         qv[e] = make_float2(f.x * a.scale_log2, f.y * a.scale_log2);
       }
     }
     // Warp w takes groups of kUnroll consecutive keys: their loads are all in flight before the
     // first dot product needs one, and their warp reductions interleave.
     float m = -INFINITY, l = 0.0f;
-    for (int j = j0 + warp * kUnroll; j < j1; j += kWarps * kUnroll) {
+    for (int j = j0 + warp * kUnroll; j < j_end; j += kWarps * kUnroll) {
       float sc[kUnroll];
       float2 vv[kUnroll][E];
 #pragma unroll
@@ -82,7 +143,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
         for (int e = 0; e < E; ++e) {
           const int dd = 2 * (lane + 32 * e);
           vv[u][e] = make_float2(0.0f, 0.0f);
-          if (j + u < j1 && dd < a.d) {
+          if (j + u < j_end && dd < a.d) {
             const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(a.kc + off + dd));
             vv[u][e] = __half22float2(*reinterpret_cast<const __half2*>(a.vc + off + dd));
             sc[u] += qv[e].x * kf.x + qv[e].y * kf.y;
@@ -94,7 +155,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
       float m_new = m;
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
-        if (j + u < j1) m_new = fmaxf(m_new, sc[u]);
+        if (j + u < j_end) m_new = fmaxf(m_new, sc[u]);
       const float corr = weight(m, m_new);
       l *= corr;
 #pragma unroll
@@ -104,7 +165,7 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        if (j + u >= j1) continue;
+        if (j + u >= j_end) continue;
         const float p = exp2f(sc[u] - m_new);
         l += p;
 #pragma unroll
@@ -114,6 +175,27 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
         }
       }
       m = m_new;
+    }
+    if constexpr (FUSE) {
+      if (warp == 0 && j0 <= past && past < j1) {  // the new key, from shared memory
+        float sc = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          const int dd = 2 * (lane + 32 * e);
+          if (dd < a.d) sc += qv[e].x * sm_k[dd] + qv[e].y * sm_k[dd + 1];
+        }
+        sc = warp_sum(sc);
+        const float m_new = fmaxf(m, sc), corr = weight(m, m_new), p = exp2f(sc - m_new);
+        l = l * corr + p;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          const int dd = 2 * (lane + 32 * e);
+          const float2 vn = dd < a.d ? make_float2(sm_v[dd], sm_v[dd + 1]) : make_float2(0.0f, 0.0f);
+          acc[e].x = acc[e].x * corr + p * vn.x;
+          acc[e].y = acc[e].y * corr + p * vn.y;
+        }
+        m = m_new;
+      }
     }
     // merge the warps
     if (lane == 0) {
@@ -162,17 +244,23 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
     __syncthreads();
     if (last_block) {
       __threadfence();
+      // Lane s of warp 0 reads split s's (max, sum) — all splits' loads in flight at once — and
+      // the merged weights exp2(m_s − M) / L go through shared memory to every thread.
       const float* parts = a.ws + rh * a.splits * (a.d + 2);
-      float gm = -INFINITY;
-      for (int sp = 0; sp < a.splits; ++sp) gm = fmaxf(gm, __ldcg(parts + sp * (a.d + 2)));
-      float gl = 0.0f;
-      for (int sp = 0; sp < a.splits; ++sp)
-        gl += __ldcg(parts + sp * (a.d + 2) + 1) * weight(__ldcg(parts + sp * (a.d + 2)), gm);
+      if (warp == 0) {
+        const float ms = lane < a.splits ? __ldcg(parts + lane * (a.d + 2)) : -INFINITY;
+        const float ls = lane < a.splits ? __ldcg(parts + lane * (a.d + 2) + 1) : 0.0f;
+        const float gm = warp_max(ms);
+        const float w = weight(ms, gm);
+        const float gl = warp_sum(ls * w);
+        if (lane < a.splits) sm_w[lane] = w / gl;
+      }
+      __syncthreads();
       for (int dd = threadIdx.x; dd < a.d; dd += blockDim.x) {
         float o = 0.0f;
-        for (int sp = 0; sp < a.splits; ++sp)
-          o += __ldcg(parts + sp * (a.d + 2) + 2 + dd) * weight(__ldcg(parts + sp * (a.d + 2)), gm);
-        orow[dd] = __float2half_rn(o / gl);
+#pragma unroll 8
+        for (int sp = 0; sp < a.splits; ++sp) o += __ldcg(parts + sp * (a.d + 2) + 2 + dd) * sm_w[sp];
+        orow[dd] = __float2half_rn(o);
       }
       if (threadIdx.x == 0) a.counters[rh] = 0;  // ready for the next launch (stream order)
     }
@@ -198,8 +286,10 @@ int attention_decode_splits(int64_t rows, int64_t q_heads, int sm_count, int max
   return static_cast<int>(std::clamp<int64_t>((4 * sm_count + blocks - 1) / blocks, 1, max_splits));
 }
 
-void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionParams& p, const int32_t* past,
-                      AttentionWorkspace& ws, int splits, cudaStream_t stream) {
+namespace {
+
+DecodeArgs decode_args(Act q, const KvCacheView& cache, Act out, const AttentionParams& p, const int32_t* past,
+                       AttentionWorkspace& ws, int splits) {
   check(q.type == ActType::F16 && out.type == ActType::F16, "attention_decode: q and out must be f16");
   check(p.head_dim > 0 && p.head_dim % 2 == 0 && p.head_dim <= 256,
         "attention_decode: head_dim " + std::to_string(p.head_dim) + " must be even and at most 256");
@@ -207,10 +297,9 @@ void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionP
         "attention_decode: heads do not match the cache");
   check(q.ld % 2 == 0 && reinterpret_cast<uintptr_t>(q.ptr) % 4 == 0, "attention_decode: q must be 4-byte aligned rows");
   const int64_t rows = p.batch * p.tokens;
-  check(splits >= 1 && (splits == 1 || (splits <= ws.max_splits() && rows <= ws.max_rows())),
+  check(splits >= 1 && splits <= kMaxSplits && (splits == 1 || (splits <= ws.max_splits() && rows <= ws.max_rows())),
         "attention_decode: " + std::to_string(splits) + " splits over " + std::to_string(rows) +
             " rows exceed the workspace");
-  if (rows == 0) return;
   DecodeArgs a{};
   a.q = static_cast<const __half*>(q.ptr);
   a.ldq = q.ld;
@@ -230,15 +319,59 @@ void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionP
   a.splits = splits;
   a.scale_log2 = p.scale * kLog2e;
   a.causal = p.causal;
-  const dim3 grid(static_cast<unsigned>(p.q_heads), static_cast<unsigned>(splits),
-                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
-  if (p.head_dim <= 64)
-    launch_pdl(decode_kernel<1>, grid, dim3(kWarps * 32), stream, a);
-  else if (p.head_dim <= 128)
-    launch_pdl(decode_kernel<2>, grid, dim3(kWarps * 32), stream, a);
+  return a;
+}
+
+dim3 decode_grid(const AttentionParams& p, int splits) {
+  return dim3(static_cast<unsigned>(p.q_heads), static_cast<unsigned>(splits),
+              static_cast<unsigned>(std::min<int64_t>(p.batch * p.tokens, 65535)));
+}
+
+void launch_decode(const DecodeArgs& a, dim3 grid, int64_t head_dim, bool fuse, cudaStream_t stream) {
+  const dim3 block(kWarps * 32);
+  if (head_dim <= 64)
+    fuse ? launch_pdl(decode_kernel<1, true>, grid, block, stream, a)
+         : launch_pdl(decode_kernel<1, false>, grid, block, stream, a);
+  else if (head_dim <= 128)
+    fuse ? launch_pdl(decode_kernel<2, true>, grid, block, stream, a)
+         : launch_pdl(decode_kernel<2, false>, grid, block, stream, a);
   else
-    launch_pdl(decode_kernel<4>, grid, dim3(kWarps * 32), stream, a);
+    fuse ? launch_pdl(decode_kernel<4, true>, grid, block, stream, a)
+         : launch_pdl(decode_kernel<4, false>, grid, block, stream, a);
+}
+
+}  // namespace
+
+void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionParams& p, const int32_t* past,
+                      AttentionWorkspace& ws, int splits, cudaStream_t stream) {
+  const DecodeArgs a = decode_args(q, cache, out, p, past, ws, splits);
+  if (a.rows == 0) return;
+  launch_decode(a, decode_grid(p, splits), p.head_dim, false, stream);
   LLMC_CUDA_CHECK_LAUNCH("attention_decode");
+}
+
+void attention_decode_append(Act q, Act k, Act v, const KvCacheView& cache, Act out, const AttentionParams& p,
+                             const RopeParams* rope, const int32_t* past, AttentionWorkspace& ws, int splits,
+                             cudaStream_t stream) {
+  check(p.tokens == 1, "attention_decode_append: one token per sequence");
+  check(k.type == ActType::F16 && v.type == ActType::F16, "attention_decode_append: k and v must be f16");
+  if (rope)
+    check(rope->inv_freq && rope->rot_dim >= 2 && rope->rot_dim % 2 == 0 && rope->rot_dim <= p.head_dim,
+          "attention_decode_append: bad rotary_dim");
+  DecodeArgs a = decode_args(q, cache, out, p, past, ws, splits);
+  if (a.rows == 0) return;
+  a.kn = static_cast<const __half*>(k.ptr);
+  a.ldk = k.ld;
+  a.vn = static_cast<const __half*>(v.ptr);
+  a.ldv = v.ld;
+  a.kcw = reinterpret_cast<__half*>(cache.k);
+  a.vcw = reinterpret_cast<__half*>(cache.v);
+  a.inv_freq = rope ? rope->inv_freq : nullptr;
+  a.rot = rope ? static_cast<int>(rope->rot_dim) : 0;
+  a.half = a.rot / 2;
+  a.neox = rope ? rope->neox : true;
+  launch_decode(a, decode_grid(p, splits), p.head_dim, true, stream);
+  LLMC_CUDA_CHECK_LAUNCH("attention_decode_append");
 }
 
 }  // namespace llmc::kernels::cuda

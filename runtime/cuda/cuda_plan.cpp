@@ -512,7 +512,7 @@ struct Planner {
     I.max_heads = std::max(I.max_heads, p.q_heads);
     I.max_head_dim = std::max(I.max_head_dim, p.head_dim);
     std::string label = "attention '" + n.name + "' (" + (ap->rope ? "rotary + " : "") +
-                        "cache append; flash prefill above 16 tokens, split-K decode otherwise)";
+                        "cache append; flash prefill above 16 tokens, split-K decode otherwise, one fused launch at 1)";
     auto* A = ap.get();
     I.attns.push_back(std::move(ap));
     std::vector<int> writes{out};
@@ -522,11 +522,17 @@ struct Planner {
       const int32_t* past = A->cached ? e.past : ip->d_zero();
       const kcu::KvCacheView c{A->k.data(), A->v.data(), A->capacity, A->p.kv_heads, A->p.head_dim};
       const kcu::RopeParams rp{A->inv_freq.data(), A->rot_dim, A->neox};
-      kcu::kv_append(A->rope ? ip->act(q) : kcu::Act{}, A->p.q_heads, ip->act(kk), ip->act(v), c, e.rows, e.tokens,
-                     A->rope ? &rp : nullptr, past, e.stream);
       kcu::AttentionParams p = A->p;
       p.batch = e.batch;
       p.tokens = e.tokens;
+      if (e.tokens == 1 && ip->opt.fuse && e.rows <= ip->attn_ws->max_rows()) {  // decode: one launch
+        const int splits = kcu::attention_decode_splits(e.rows, p.q_heads, ip->sm_count, ip->attn_ws->max_splits());
+        kcu::attention_decode_append(ip->act(q), ip->act(kk), ip->act(v), c, ip->act(out), p, A->rope ? &rp : nullptr,
+                                     past, *ip->attn_ws, splits, e.stream);
+        return;
+      }
+      kcu::kv_append(A->rope ? ip->act(q) : kcu::Act{}, A->p.q_heads, ip->act(kk), ip->act(v), c, e.rows, e.tokens,
+                     A->rope ? &rp : nullptr, past, e.stream);
       if (e.tokens > kGemvMaxRows && kcu::attention_prefill_supports(p.head_dim)) {
         kcu::attention_prefill(ip->act(q), c, ip->act(out), p, past, e.stream);
       } else {

@@ -31,9 +31,11 @@ struct AttnCase {
 
 // Runs kv_append (+ rope) and attention on the device for one case and compares q rotation, the
 // cache and the output with the CPU: rotary per sequence at past, then attention over the cache.
-void run_case(const AttnCase& c, bool prefill_kernel, uint32_t seed) {
+enum class Mode { Prefill, Decode, DecodeAppend };
+
+void run_case(const AttnCase& c, Mode mode, uint32_t seed) {
   CAPTURE(c.name);
-  CAPTURE(prefill_kernel);
+  CAPTURE(static_cast<int>(mode));
   const int64_t B = c.batch, T = c.tokens, P = c.past, S = P + T, cap = S + 5, rows = B * T;
   const int64_t qw = c.hq * c.d, kw = c.hkv * c.d, row_w = qw + 2 * kw;  // a stacked qkv buffer
   const HalfData qkv = random_half(rows * row_w, seed);
@@ -44,15 +46,21 @@ void run_case(const AttnCase& c, bool prefill_kernel, uint32_t seed) {
   kcu::DeviceBuffer<float> dinv(inv);
   const kcu::RopeParams rope{dinv.data(), c.rot, c.neox};
   const kcu::KvCacheView cache{dk.data(), dv.data(), cap, c.hkv, c.d};
-  kcu::kv_append(c.rope ? f16_view(dqkv, row_w, 0) : kcu::Act{}, c.hq, f16_view(dqkv, row_w, qw),
-                 f16_view(dqkv, row_w, qw + kw), cache, rows, T, c.rope ? &rope : nullptr, past.data(), nullptr);
   kcu::AttentionParams p{B, T, c.hq, c.hkv, c.d, static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d))), c.causal};
-  if (prefill_kernel) {
-    kcu::attention_prefill(f16_view(dqkv, row_w, 0), cache, f16_view(dout, qw), p, past.data(), nullptr);
+  kcu::AttentionWorkspace ws(rows, c.hq, c.d, 32);
+  const int splits = kcu::attention_decode_splits(rows, c.hq, 132, 32);
+  if (mode == Mode::DecodeAppend) {
+    REQUIRE(T == 1);
+    kcu::attention_decode_append(f16_view(dqkv, row_w, 0), f16_view(dqkv, row_w, qw), f16_view(dqkv, row_w, qw + kw),
+                                 cache, f16_view(dout, qw), p, c.rope ? &rope : nullptr, past.data(), ws, splits,
+                                 nullptr);
   } else {
-    kcu::AttentionWorkspace ws(rows, c.hq, c.d, 32);
-    const int splits = kcu::attention_decode_splits(rows, c.hq, 132, 32);
-    kcu::attention_decode(f16_view(dqkv, row_w, 0), cache, f16_view(dout, qw), p, past.data(), ws, splits, nullptr);
+    kcu::kv_append(c.rope ? f16_view(dqkv, row_w, 0) : kcu::Act{}, c.hq, f16_view(dqkv, row_w, qw),
+                   f16_view(dqkv, row_w, qw + kw), cache, rows, T, c.rope ? &rope : nullptr, past.data(), nullptr);
+    if (mode == Mode::Prefill)
+      kcu::attention_prefill(f16_view(dqkv, row_w, 0), cache, f16_view(dout, qw), p, past.data(), nullptr);
+    else
+      kcu::attention_decode(f16_view(dqkv, row_w, 0), cache, f16_view(dout, qw), p, past.data(), ws, splits, nullptr);
   }
   const auto got_qkv = f16_values(dqkv.download()), got_k = f16_values(dk.download()),
              got_v = f16_values(dv.download()), got = f16_values(dout.download());
@@ -69,6 +77,8 @@ void run_case(const AttnCase& c, bool prefill_kernel, uint32_t seed) {
     if (c.rope) {
       kcpu::rotary(q.data(), T, c.hq, c.d, c.rot, P, 10000.0, c.neox);
       kcpu::rotary(k.data(), T, c.hkv, c.d, c.rot, P, 10000.0, c.neox);
+    }
+    if (c.rope && mode != Mode::DecodeAppend) {  // the fused kernel rotates q in shared memory only
       std::vector<float> gq(T * qw);
       for (int64_t i = 0; i < T; ++i)
         std::copy(got_qkv.begin() + (b * T + i) * row_w, got_qkv.begin() + (b * T + i) * row_w + qw, gq.begin() + i * qw);
@@ -133,7 +143,7 @@ TEST_CASE("flash prefill attention matches the CPU twin") {
       {1, 33, 0, 4, 2, 16, 16, true, true, true, "d16"},
   };
   uint32_t seed = 100;
-  for (const auto& c : cases) run_case(c, true, seed += 10);
+  for (const auto& c : cases) run_case(c, Mode::Prefill, seed += 10);
 }
 
 TEST_CASE("split-K decode attention matches the CPU twin") {
@@ -146,7 +156,20 @@ TEST_CASE("split-K decode attention matches the CPU twin") {
       {1, 5, 1000, 4, 2, 256, 128, false, true, true, "d256, not causal, 1000 cached"},
   };
   uint32_t seed = 200;
-  for (const auto& c : cases) run_case(c, false, seed += 10);
+  for (const auto& c : cases) run_case(c, Mode::Decode, seed += 10);
+}
+
+TEST_CASE("decode attention with the cache append folded in (one token) matches the CPU twin") {
+  LLMC_REQUIRE_GPU();
+  const AttnCase cases[] = {
+      {1, 1, 0, 8, 2, 64, 64, true, true, true, "first token"},
+      {1, 1, 383, 32, 4, 64, 64, true, true, true, "TinyLlama heads at 384 positions"},
+      {4, 1, 200, 9, 3, 64, 32, true, false, true, "batch 4, interleaved partial rotary"},
+      {2, 1, 77, 4, 4, 48, 48, true, true, false, "no rotary, d48"},
+      {1, 1, 1000, 4, 2, 256, 128, false, true, true, "d256, not causal"},
+  };
+  uint32_t seed = 400;
+  for (const auto& c : cases) run_case(c, Mode::DecodeAppend, seed += 10);
 }
 
 TEST_CASE("a captured decode step replays at advancing positions (offset in device memory)") {
