@@ -22,6 +22,13 @@ int64_t effective_block(int64_t block, int64_t gl, int64_t cols) {
 GptqResult rtn_fallback(const float* W, int64_t rows, int64_t cols, const GptqConfig& cfg, const std::string& name,
                         const DampedFactor& inv) {
   GptqResult r;
+  std::vector<float> Wm;
+  if (cfg.mask) {  // pruned positions at zero, where RTN keeps them (zero is on every grid)
+    Wm.assign(W, W + rows * cols);
+    for (int64_t i = 0; i < rows * cols; ++i)
+      if (!cfg.mask[i]) Wm[i] = 0.0f;
+    W = Wm.data();
+  }
   r.weight = quantize_rtn(W, rows, cols, cfg.quant, name);
   r.fell_back_to_rtn = true;
   r.damp = inv.damp;
@@ -54,12 +61,20 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen
   for (int64_t j = 0; j < cols; ++j)
     if (dead[j]) Wd.col(j).setZero();
 
-  // static groups: every grid from the original weight, before any error is propagated
+  const uint8_t* mask = cfg.mask;
+  auto pruned = [&](int64_t r, int64_t c) { return mask && !mask[r * cols + c]; };  // c: original column
+
+  // static groups: every grid from the original weight (its kept part), before any error is propagated
   const bool static_grids = cfg.static_groups && gl < cols;
   std::vector<GroupGrid> grids(rows * ng);
-  if (static_grids)
+  if (static_grids) {
+    Eigen::MatrixXd Wk = Wd;
+    for (int64_t r = 0; r < rows && mask; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        if (pruned(r, c)) Wk(r, c) = 0;
     for (int64_t g = 0; g < ng; ++g)
-      for (int64_t r = 0; r < rows; ++r) grids[r * ng + g] = fit_group(&Wd(r, g * gl), len_of(g * gl), rows, qc);
+      for (int64_t r = 0; r < rows; ++r) grids[r * ng + g] = fit_group(&Wk(r, g * gl), len_of(g * gl), rows, qc);
+  }
 
   // act-order: descending H_jj, ties in column order
   std::vector<int64_t> perm(cols);
@@ -99,6 +114,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen
         const int64_t len = len_of(j);
         Wg = i == 0 ? current_weights(W0.middleCols(j, len), C.middleCols(j, len), V, j)
                     : current_weights(W0.middleCols(j, len), C1.middleCols(i, len), V, j);
+        // pruned weights become 0 whatever their current value: the grid serves the kept ones
+        // (0 lies in every fitted range, so this is fitting on the kept weights alone)
+        for (int64_t c = 0; c < len && mask; ++c)
+          for (int64_t r = 0; r < rows; ++r)
+            if (pruned(r, perm[j + c])) Wg(r, c) = 0;
         for (int64_t r = 0; r < rows; ++r) {
           cur[r] = fit_group(&Wg(r, 0), len, rows, qc);
           grids[r * ng + j / gl] = cur[r];
@@ -106,8 +126,11 @@ GptqResult gptq_quantize(const float* W, int64_t rows, int64_t cols, const Eigen
       }
       double sq = 0;
       for (int64_t r = 0; r < rows; ++r) {
-        const double w = C1(r, i), wq = dequantize_value(quantize_value(w, cur[r], qc), cur[r]);
-        codes[r * cols + perm[j]] = static_cast<int16_t>(quantize_value(w, cur[r], qc));
+        // a pruned weight takes the code of exact zero: s·(z − z) = 0
+        const double w = C1(r, i);
+        const int q = pruned(r, perm[j]) ? cur[r].zero : quantize_value(w, cur[r], qc);
+        const double wq = dequantize_value(q, cur[r]);
+        codes[r * cols + perm[j]] = static_cast<int16_t>(q);
         sq += (w - wq) * (w - wq);
         res_col[r] = W0(r, j) - wq;  // residual against the original weight drives the running values
       }

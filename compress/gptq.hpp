@@ -18,6 +18,15 @@ struct GptqConfig {
   bool act_order = false;    // quantize columns by descending H_jj; groups then follow that order (g_idx)
   bool static_groups = false;  // fit every group's grid up front on the original weight (reference option)
   int max_damp_retries = 3;    // ×10 damping steps tried after a failed Cholesky
+  // Optional sparsity mask [rows, cols] (row-major, original column order; 0 = pruned), e.g. from
+  // a prune stage before quantization. Pruned weights are fixed at exactly zero (code 0 when
+  // symmetric, the group's zero point when asymmetric: zero is on every grid) and their error
+  // w − 0, w the value GPTQ's updates have carried them to, is propagated through the inverse
+  // Hessian like any other column's, as in SparseGPT's joint sparsification and quantization
+  // (Frantar & Alistarh 2023). Grids are fitted on the kept weights only. Given the dense weight
+  // and a mask, this is that joint method; given the already-pruned weight, it re-fits the kept
+  // weights around the quantization error without ever un-pruning a position.
+  const uint8_t* mask = nullptr;
 };
 
 struct GptqResult {

@@ -45,15 +45,24 @@ std::string quant_label(const QuantStage& q) {
   return s;
 }
 
+// The prune stage's mask for a linear about to be quantized (null when none ran), for GPTQ.
+const uint8_t* mask_of(const LinearState& s, const LinearTarget& l) {
+  return s.mask.size() == static_cast<size_t>(l.rows * l.cols) ? s.mask.data() : nullptr;
+}
+
 // Rewrites the Linear node into a LinearQ over the compressed weight.
 void replace_with_quantized(Graph& g, const LinearTarget& l, QuantizedWeight qw, const LinearState& s,
                             const std::string& act, double act_scale) {
-  if (!s.mask.empty()) {  // keep the pruned positions exactly zero through quantization
+  qw.validate(l.weight);
+  // Every quantizer keeps a pruned position at exactly zero: RTN, AWQ and SmoothQuant see a 0
+  // there and 0 is on every grid; GPTQ is told the mask. Check it rather than patch it.
+  if (const uint8_t* mask = mask_of(s, l))
     for (int64_t r = 0; r < qw.rows; ++r)
       for (int64_t c = 0; c < qw.cols; ++c)
-        if (!s.mask[r * qw.cols + c]) qw.set_q(r, c, qw.symmetric ? 0 : qw.zero(r, qw.group_of(c)));
-  }
-  qw.validate(l.weight);
+        if (!mask[r * qw.cols + c] && qw.q(r, c) != qw.zero(r, qw.group_of(c)))
+          throw Error(l.name + ": quantization moved the pruned weight at [" + std::to_string(r) + ", " +
+                          std::to_string(c) + "] off zero",
+                      ErrorKind::Runtime);
   Node& n = g.nodes[l.node];
   std::vector<std::string> inputs{n.inputs[0]};
   if (n.inputs.size() > 2 && !n.inputs[2].empty()) inputs.push_back(n.inputs[2]);
@@ -240,6 +249,7 @@ void quantize_linears(Graph& g, const std::vector<LinearTarget>& lins, const Qua
         gc.quant = qc;
         gc.percdamp = q.percdamp;
         gc.act_order = false;  // a per-channel INT8 grid has no groups to reorder
+        gc.mask = mask_of(states[l.name], l);
         auto r = gptq_quantize(w.data<float>(), l.rows, l.cols, stats_of(stats, l, "gptq").hessian().hessian(), gc, l.name);
         qw = std::move(r.weight);
         if (!r.warning.empty()) states[l.name].warning = join_method(states[l.name].warning, r.warning);
@@ -264,6 +274,7 @@ void quantize_linears(Graph& g, const std::vector<LinearTarget>& lins, const Qua
       gc.quant = qc;
       gc.percdamp = q.percdamp;
       gc.act_order = q.act_order;
+      gc.mask = mask_of(s, l);
       auto r = gptq_quantize(w.data<float>(), l.rows, l.cols, stats_of(stats, l, "gptq").hessian().hessian(), gc, l.name);
       qw = std::move(r.weight);
       if (!r.warning.empty()) s.warning = join_method(s.warning, r.warning);

@@ -159,6 +159,11 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
         for (auto& l : lins) {
           LinearState& s = states[l.name];
           s.original = g.weights.at(l.weight).to_f32();
+          if (!s.mask.empty() && s.mask.size() != static_cast<size_t>(l.rows * l.cols)) {
+            // an earlier unstructured prune: its zeros moved with the kept rows and columns
+            s.mask.assign(l.rows * l.cols, 1);
+            for (int64_t i = 0; i < l.rows * l.cols; ++i) s.mask[i] = s.original.data<float>()[i] != 0.0f;
+          }
           const bool touched = st.prune.structure == "channels" ? l.name.find(".mlp.") != std::string::npos
                                                                 : l.name.find(".self_attn.") != std::string::npos;
           if (touched) s.method = s.method.empty() ? label : s.method + " + " + label;

@@ -31,7 +31,12 @@ struct RefGptq {
   double loss = 0;
 };
 
-RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H, const GptqConfig& cfg) {
+// mask (optional, [rows, cols], 0 = pruned): pruned weights are set to 0 whatever their current
+// value, their error w − 0 spreads like any other, and grids see them as 0 (SparseGPT's joint
+// sparsification and quantization).
+RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H, const GptqConfig& cfg,
+                 const std::vector<uint8_t>* mask = nullptr) {
+  auto pruned = [&](int64_t r, int64_t c) { return mask && !(*mask)[r * cols + c]; };
   const QuantConfig& qc = cfg.quant;
   // groups of gl columns (in quantization order); the last holds the rest when gl does not divide
   const int64_t gl = qc.group_size ? qc.group_size : cols, ng = (cols + gl - 1) / gl;
@@ -46,9 +51,11 @@ RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H
   const bool stat = cfg.static_groups && gl < cols;
   if (stat)
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t g = 0; g < ng; ++g)
-        out.grids[r * ng + g] = ref_fit_values(Mat(W.begin() + r * cols + g * gl, W.begin() + r * cols + end_of(g * gl)),
-                                               qc.bits, qc.symmetric);
+      for (int64_t g = 0; g < ng; ++g) {
+        Mat v;
+        for (int64_t c = g * gl; c < end_of(g * gl); ++c) v.push_back(pruned(r, c) ? 0.0 : W[r * cols + c]);
+        out.grids[r * ng + g] = ref_fit_values(v, qc.bits, qc.symmetric);
+      }
   std::vector<int64_t> perm(cols);
   std::iota(perm.begin(), perm.end(), 0);
   if (cfg.act_order)
@@ -65,11 +72,13 @@ RefGptq ref_gptq(const std::vector<float>& Wf, int64_t rows, int64_t cols, Mat H
       if (stat) {
         cur[r] = out.grids[r * ng + perm[j] / gl];
       } else if (j % gl == 0) {  // entering a group: fit on its current weights
-        cur[r] = ref_fit_values(Mat(Wp.begin() + r * cols + j, Wp.begin() + r * cols + end_of(j)), qc.bits, qc.symmetric);
+        Mat v;
+        for (int64_t c = j; c < end_of(j); ++c) v.push_back(pruned(r, perm[c]) ? 0.0 : Wp[r * cols + c]);
+        cur[r] = ref_fit_values(v, qc.bits, qc.symmetric);
         out.grids[r * ng + j / gl] = cur[r];
       }
       const double w = Wp[r * cols + j];
-      const int q = ref_quant(w, cur[r], qc.bits, qc.symmetric);
+      const int q = pruned(r, perm[j]) ? cur[r].zero : ref_quant(w, cur[r], qc.bits, qc.symmetric);
       out.q[r * cols + perm[j]] = q;
       const double e = (w - ref_deq(q, cur[r])) / U[j * cols + j];
       out.loss += e * e / 2;
@@ -313,4 +322,108 @@ TEST_CASE("GPTQ on a SmolLM-sized layer (576 × 1536) beats RTN") {
   const double e_gptq = output_error(W, dequant(r.weight), Xs, rows, cols);
   const double e_rtn = output_error(W, dequant(quantize_rtn(W.data(), rows, cols, cfg.quant, "w")), Xs, rows, cols);
   CHECK(e_gptq < 0.8 * e_rtn);
+}
+
+namespace {
+
+// 2:4 by magnitude (2 largest |w| of every 4 consecutive inputs kept), or unstructured: each weight
+// pruned with probability 1/2 (seeded), as a prune stage would hand over.
+std::vector<uint8_t> make_mask(const std::vector<float>& W, int64_t rows, int64_t cols, bool two_four, uint32_t seed) {
+  std::vector<uint8_t> m(rows * cols, 1);
+  if (two_four) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c0 = 0; c0 < cols; c0 += 4) {
+        int64_t idx[4] = {c0, c0 + 1, c0 + 2, c0 + 3};
+        std::sort(idx, idx + 4, [&](int64_t a, int64_t b) { return std::fabs(W[r * cols + a]) < std::fabs(W[r * cols + b]); });
+        m[r * cols + idx[0]] = m[r * cols + idx[1]] = 0;
+      }
+  } else {
+    std::mt19937 rng(seed);
+    for (auto& v : m) v = static_cast<uint8_t>(rng() & 1);
+  }
+  return m;
+}
+
+std::vector<float> apply_mask(std::vector<float> W, const std::vector<uint8_t>& m) {
+  for (size_t i = 0; i < W.size(); ++i)
+    if (!m[i]) W[i] = 0.0f;
+  return W;
+}
+
+}  // namespace
+
+TEST_CASE("masked GPTQ matches the float64 reference and keeps exactly the mask's zeros") {
+  struct Case {
+    int64_t cols;
+    int bits;
+    int64_t gs;
+    bool sym, act, stat, two_four, dense;  // dense: hand over the unpruned weight (joint pruning + quantization)
+    int64_t block;
+  };
+  const Case cases[] = {
+      {256, 4, 64, true, false, false, true, false, 128},  {256, 4, 32, false, false, false, true, false, 48},
+      {256, 4, 64, false, true, false, false, false, 128}, {256, 4, 64, true, true, true, true, false, 128},
+      {256, 8, 0, true, false, false, true, false, 128},   {200, 4, 64, false, true, false, true, false, 100},
+      {256, 4, 64, false, false, false, true, true, 128},  {200, 4, 128, true, true, false, false, true, 64},
+  };
+  const int64_t rows = 40;
+  for (const Case& c : cases) {
+    CAPTURE(c.cols); CAPTURE(c.bits); CAPTURE(c.gs); CAPTURE(c.sym); CAPTURE(c.act); CAPTURE(c.stat);
+    CAPTURE(c.two_four); CAPTURE(c.dense); CAPTURE(c.block);
+    const int64_t cols = c.cols;
+    const std::vector<float> Wd = randn(rows * cols, 131 + static_cast<uint32_t>(cols), 0.05);
+    std::vector<float> X = make_activations(600, cols, 132 + static_cast<uint32_t>(cols));
+    for (int64_t t = 0; t < 600; ++t) X[t * cols + 17] = 0;  // a dead input
+    const Mat Hm = hessian_f64(X, cols);
+    const std::vector<uint8_t> mask = make_mask(Wd, rows, cols, c.two_four, 133);
+    const std::vector<float> W = c.dense ? Wd : apply_mask(Wd, mask);
+    GptqConfig cfg;
+    cfg.quant = {c.bits, c.gs, c.sym, false, 20, 0.5};
+    cfg.act_order = c.act;
+    cfg.static_groups = c.stat;
+    cfg.block_size = c.block;
+    cfg.mask = mask.data();
+    const GptqResult got = gptq_quantize(W.data(), rows, cols, to_eigen(Hm, cols), cfg, "w");
+    check_same(got, ref_gptq(W, rows, cols, Hm, cfg, &mask), rows, cols);
+    const std::vector<float> deq = dequant(got.weight);
+    int64_t off = 0, kept_zero = 0;
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      off += !mask[i] && deq[i] != 0.0f;
+      kept_zero += mask[i] && deq[i] == 0.0f;
+    }
+    CHECK(off == 0);
+    CHECK(kept_zero < rows * cols / 4);  // the kept weights are not all rounded away
+  }
+}
+
+TEST_CASE("masked GPTQ beats GPTQ followed by re-zeroing the pruned weights") {
+  // The old composition: GPTQ ignoring the mask, then the pruned positions forced back to the zero
+  // code. Masked GPTQ compensates for those positions instead, so its output error (against the
+  // pruned layer it was given) must be lower on every seed.
+  const int64_t rows = 48, cols = 192;
+  for (uint32_t seed = 1; seed <= 6; ++seed)
+    for (bool two_four : {true, false})
+      for (bool sym : {true, false}) {
+        CAPTURE(seed); CAPTURE(two_four); CAPTURE(sym);
+        const std::vector<float> Wd = randn(rows * cols, 140 + seed, 0.05);
+        const std::vector<float> X = make_activations(768, cols, 150 + seed);
+        HessianAccumulator acc(cols);
+        acc.add(X.data(), 768);
+        const std::vector<uint8_t> mask = make_mask(Wd, rows, cols, two_four, 160 + seed);
+        const std::vector<float> W = apply_mask(Wd, mask);
+        GptqConfig cfg;
+        cfg.quant = {4, 64, sym};
+        cfg.act_order = seed % 2 == 0;
+        QuantizedWeight plain = gptq_quantize(W.data(), rows, cols, acc.hessian(), cfg, "w").weight;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < cols; ++j)
+            if (!mask[r * cols + j]) plain.set_q(r, j, plain.zero(r, plain.group_of(j)));
+        cfg.mask = mask.data();
+        const QuantizedWeight masked = gptq_quantize(W.data(), rows, cols, acc.hessian(), cfg, "w").weight;
+        const double e_masked = output_error(W, dequant(masked), X, rows, cols);
+        const double e_rezero = output_error(W, dequant(plain), X, rows, cols);
+        const std::string label = "seed " + std::to_string(seed) + (two_four ? " 2:4" : " 50%") + (sym ? " sym" : " asym");
+        MESSAGE(label << ": masked " << e_masked << ", GPTQ then re-zero " << e_rezero);
+        CHECK(e_masked <= e_rezero);
+      }
 }
