@@ -24,27 +24,32 @@ if [ "${LLMC_E2E_TESTS:-1}" = 1 ]; then
   echo "test_gpu_runtime rc=$?" | tee -a "$OUT/env.txt"
   grep -E "ERROR|error/tolerance|relative l2|perplexity cpu|FAILED|Status" "$OUT/test_gpu_runtime.log" | head -40
 fi
+for batch in ${LLMC_E2E_BATCH:-1}; do
 for scheme in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16-head}; do
-  timeout 150 $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme $scheme --batch ${LLMC_E2E_BATCH:-1} \
-    --prompt-len 128 --gen-len 256 --repeats 3 --profile --json >"$OUT/bench-$scheme.json" 2>"$OUT/bench-$scheme.err"
-  echo "bench $scheme rc=$?" | tee -a "$OUT/env.txt"
-  tr -d '\n ' <"$OUT/bench-$scheme.json"; echo; tail -3 "$OUT/bench-$scheme.err"
+  tag=$scheme-b$batch
+  timeout 150 $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme $scheme --batch $batch \
+    --prompt-len 128 --gen-len 256 --repeats 3 --profile --json >"$OUT/bench-$tag.json" 2>"$OUT/bench-$tag.err"
+  echo "bench $tag rc=$?" | tee -a "$OUT/env.txt"
+  tr -d '\n ' <"$OUT/bench-$tag.json"; echo; tail -3 "$OUT/bench-$tag.err"
+done
 done
 # Per-kernel device time of a few decode steps (kernels serialized by the profiler, so gaps and
 # launch overlap are excluded): what each kind of kernel costs. LLMC_E2E_NCU=1 to run it.
 if [ "${LLMC_E2E_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
-  timeout 200 ncu --graph-profiling node --metrics gpu__time_duration.sum --print-units base --csv \
+  timeout 200 ncu --graph-profiling node --clock-control none --cache-control none \
+    --metrics gpu__time_duration.sum --print-units base --csv \
     $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme ${LLMC_E2E_NCU_SCHEME:-w4a16} \
     --prompt-len 128 --gen-len 2 --repeats 1 >"$OUT/ncu.csv" 2>"$OUT/ncu.err"
   echo "ncu rc=$?" | tee -a "$OUT/env.txt"
   python3 - "$OUT/ncu.csv" <<'PY' || true
-import csv, sys, collections
+import csv, sys, collections, re
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 hdr = rows[0]; rows = rows[1:]
 ki, gi, vi = hdr.index("Kernel Name"), hdr.index("Grid Size"), hdr.index("Metric Value")
 t = collections.defaultdict(list)
 for r in rows:
-    name = r[ki].split("(")[0].split("<")[0][-40:]
+    words = [w for w in re.findall(r"(\w+)\s*[<(]", r[ki]) if w not in ("anonymous", "void")]
+    name = (words[0] if words else r[ki])[:40]
     t[(name, r[gi])].append(float(r[vi].replace(",", "")))
 for (n, g), v in sorted(t.items(), key=lambda kv: -sum(kv[1])):
     v.sort()

@@ -51,17 +51,34 @@ __device__ __forceinline__ void better(float& v, int& i, float ov, int oi) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_t rows, int n, int64_t ld, int32_t* ids,
-                                                          int32_t* history, int64_t hld, const int32_t* past) {
+// One block of 1024 threads per row; 16-byte loads, four in flight per thread (a decode step's
+// 32000 logits are ~8 float4 per thread: two round trips instead of 63 dependent ones).
+__global__ void __launch_bounds__(1024) argmax_kernel(const float* x, int64_t rows, int n, int64_t ld, int32_t* ids,
+                                                      int32_t* history, int64_t hld, const int32_t* past) {
   pdl_begin();
   __shared__ float sv[32];
   __shared__ int si[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const bool vec = ld % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * ld;
     float v = -INFINITY;
     int i = n;  // no candidate yet (all −inf/NaN rows end at index 0 below)
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    int tail = 0;
+    if (vec) {
+      const float4* x4 = reinterpret_cast<const float4*>(xr);
+      const int n4 = n / 4;
+#pragma unroll 4
+      for (int j = threadIdx.x; j < n4; j += blockDim.x) {
+        const float4 f = __ldg(x4 + j);
+        if (!isnan(f.x)) better(v, i, f.x, 4 * j);
+        if (!isnan(f.y)) better(v, i, f.y, 4 * j + 1);
+        if (!isnan(f.z)) better(v, i, f.z, 4 * j + 2);
+        if (!isnan(f.w)) better(v, i, f.w, 4 * j + 3);
+      }
+      tail = 4 * n4;
+    }
+    for (int j = tail + threadIdx.x; j < n; j += blockDim.x) {
       const float xv = xr[j];
       if (!isnan(xv)) better(v, i, xv, j);
     }
@@ -106,7 +123,7 @@ void argmax(const float* x, int64_t rows, int64_t n, int64_t ld, int32_t* ids, i
   check(n > 0 && n < (int64_t{1} << 31) && ld >= n, "argmax: bad shape n=" + std::to_string(n));
   check(!history || past, "argmax: a history needs the position");
   if (rows == 0) return;
-  launch_pdl(argmax_kernel, dim3(grid_for(rows, 1, 65535)), dim3(kThreads), stream, x, rows, static_cast<int>(n), ld,
+  launch_pdl(argmax_kernel, dim3(grid_for(rows, 1, 65535)), dim3(1024), stream, x, rows, static_cast<int>(n), ld,
              ids, history, history_ld, past);
   LLMC_CUDA_CHECK_LAUNCH("argmax");
 }

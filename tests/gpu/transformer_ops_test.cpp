@@ -167,4 +167,20 @@ TEST_CASE("log-softmax and argmax over f32 logits rows; argmax takes the lowest 
   for (int64_t r = 0; r < rows; ++r) CHECK(h[r * 10 + 4] == want[r]);
   kcu::advance_position(past.data(), 1, nullptr);
   CHECK(past.download()[0] == 5);
+
+  // rows of 32000 (16-byte aligned): the vectorized path, ties across and within float4 loads
+  const int64_t W = 32000;
+  auto y = random_f32(2 * W, 42, 4.0f);
+  y[7] = y[6] = 30.0f;          // within one float4: 6 wins
+  y[31000] = 30.0f;             // later equal maximum loses
+  y[W + W - 1] = 31.0f;         // the last element of row 1
+  kcu::DeviceBuffer<float> dy(y);
+  kcu::argmax(dy.data(), 2, W, W, ids.data(), nullptr, 0, nullptr, nullptr);
+  std::vector<int32_t> want2(2);
+  kcpu::argmax_rows(y.data(), want2.data(), 2, W);
+  CHECK(want2[0] == 6);
+  CHECK(want2[1] == W - 1);
+  const auto got2 = ids.download();
+  CHECK(got2[0] == want2[0]);
+  CHECK(got2[1] == want2[1]);
 }
