@@ -101,6 +101,11 @@ int run_recipe(const cxxopts::ParseResult& a, compress::Recipe recipe, const std
     std::printf("%-44s %-36s %5.2f %7.1f%% %10s%s\n", l.name.c_str(), l.method.c_str(), l.bits, 100 * l.sparsity, err,
                 l.warning.empty() ? "" : ("  ! " + l.warning).c_str());
   }
+  for (auto& e : report.embeddings)
+    std::printf("embedding %s [%lld, %lld]: %d bits g%lld%s, %.2f MiB -> %.2f MiB, rel.error %.5f\n", e.name.c_str(),
+                static_cast<long long>(e.rows), static_cast<long long>(e.cols), e.bits,
+                static_cast<long long>(e.group_size), e.tied_head ? " (tied lm_head reads it)" : "",
+                e.dense_bytes / 1048576.0, e.bytes / 1048576.0, e.rel_error);
   std::printf("\n%s -> %s\n", in.c_str(), out.c_str());
   std::printf("size: %.2f MiB -> %.2f MiB; linear layers: %.2f bits per weight, %.1f%% zeros\n", in_bytes / 1048576.0,
               out_bytes / 1048576.0, params ? bits / params : 0, params ? 100.0 * zeros / params : 0);
@@ -125,7 +130,11 @@ int cmd_quantize(int argc, char** argv) {
       "activations", "W8A8 activation scales: dynamic or static", cxxopts::value<std::string>()->default_value("dynamic"))(
       "observer", "static scales: minmax, percentile, entropy, mse", cxxopts::value<std::string>()->default_value("minmax"))(
       "percentile", "percentile observer", cxxopts::value<double>()->default_value("99.99"))(
-      "include-head", "also quantize lm_head (round to nearest) when it is not tied")(
+      "include-head", "also quantize an untied lm_head (round to nearest at --scheme's bits and --group-size); "
+      "a head tied to the embeddings follows --quantize-embeddings instead")(
+      "quantize-embeddings", "also quantize the token embedding table to BITS (4 or 8; round to nearest per row "
+      "with --group-size and --sym/--asym); a head tied to it becomes a quantized linear over the same stored table",
+      cxxopts::value<int>(), "BITS")(
       "target-bits", "w4a16 mixed precision: INT4 or INT8 per layer by measured sensitivity, average bits <= this",
       cxxopts::value<double>());
   auto a = parse(o, argc, argv);
@@ -145,6 +154,7 @@ int cmd_quantize(int argc, char** argv) {
   q.observer = a["observer"].as<std::string>();
   q.percentile = a["percentile"].as<double>();
   s.include_head = a.count("include-head") > 0;
+  if (a.count("quantize-embeddings")) q.embedding_bits = a["quantize-embeddings"].as<int>();
   if (a.count("target-bits")) q.target_bits = a["target-bits"].as<double>();
   compress::Recipe r;
   r.stages.push_back(s);

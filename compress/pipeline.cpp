@@ -25,6 +25,10 @@ json CompressReport::to_json() const {
     if (!l.warning.empty()) e["warning"] = l.warning;
     j["layers"].push_back(e);
   }
+  if (!embeddings.empty()) {
+    j["embeddings"] = json::array();
+    for (auto& e : embeddings) j["embeddings"].push_back(e.to_json());
+  }
   return j;
 }
 
@@ -105,6 +109,12 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
       mixed_bits = plan_mixed_precision(model, recipe, st, calib_tokens, [&](int64_t d, int64_t t) {
         if (opt.progress) opt.progress("sensitivity", d, t);
       });
+
+  // The token embedding goes first, so that calibration sees the model as it will run: block 0's
+  // inputs come from the quantized table, as block i + 1's come from the compressed block i.
+  for (auto& st : recipe.stages)
+    if (st.kind == Stage::Kind::Quantize && st.quant.embedding_bits > 0)
+      report.embeddings.push_back(quantize_embedding(g, st.quant, recipe.dense_dtype));
 
   std::unique_ptr<runtime::Session> session;
   std::unique_ptr<calibrate::BlockRunner> runner;
@@ -194,7 +204,8 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
   }
   if (opt.progress) opt.progress("compress", static_cast<int64_t>(blocks.size()), static_cast<int64_t>(blocks.size()));
 
-  // The head (outside the blocks): round-to-nearest only, and never when tied to the embeddings.
+  // An untied head (outside the blocks): round-to-nearest only. A tied head shares the embedding
+  // table: it is quantized with it (embedding_bits, above) or stays as it is.
   for (size_t si = 0; si < recipe.stages.size(); ++si) {
     const Stage& st = recipe.stages[si];
     if (st.kind != Stage::Kind::Quantize || !st.include_head) continue;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compress/embedding.hpp"
 #include "compress/recipe.hpp"
 #include "runtime/ir/model.hpp"
 
@@ -26,6 +27,7 @@ struct LinearReport {
 
 struct CompressReport {
   std::vector<LinearReport> layers;
+  std::vector<EmbeddingReport> embeddings;  // a quantized token embedding table (and tied head)
   double seconds = 0;
   int64_t calib_tokens = 0;
   nlohmann::json to_json() const;

@@ -41,6 +41,7 @@ json Recipe::to_json() const {
       if (q.method == "rtn") st["quantize"]["clip_search"] = q.clip_search;
       if (q.method == "smoothquant") st["quantize"]["alpha"] = q.alpha;
       if (q.target_bits > 0) st["quantize"]["target_bits"] = q.target_bits;
+      if (q.embedding_bits > 0) st["quantize"]["embedding_bits"] = q.embedding_bits;
       if (q.int8_activations) {
         st["quantize"]["activations"] = {{"bits", 8}, {"mode", q.act}};
         if (q.act == "static") st["quantize"]["activations"].update({{"observer", q.observer}, {"percentile", q.percentile}});
@@ -135,6 +136,10 @@ void validate(const Recipe& r) {
         throw Error(where + "activation mode must be dynamic or static", ErrorKind::Usage);
       if (!(q.alpha >= 0 && q.alpha <= 1)) throw Error(where + "alpha must be in [0, 1]", ErrorKind::Usage);
       if (!(q.percdamp > 0)) throw Error(where + "percdamp must be positive", ErrorKind::Usage);
+      if (q.embedding_bits != 0 && q.embedding_bits != 4 && q.embedding_bits != 8)
+        throw Error(where + "embedding bits must be 4 or 8 (0: keep the embeddings), got " +
+                        std::to_string(q.embedding_bits),
+                    ErrorKind::Usage);
       if (q.target_bits != 0) {
         if (!(q.target_bits > 0) || !std::isfinite(q.target_bits))
           throw Error(where + "target_bits must be a positive number", ErrorKind::Usage);
@@ -217,7 +222,7 @@ Recipe read_recipe_yaml(const std::string& path) {
     } else if (kind == "quantize") {
       s.kind = Stage::Kind::Quantize;
       check_keys(b, {"method", "scheme", "group_size", "symmetric", "act_order", "clip_search", "percdamp", "activations",
-                     "observer", "percentile", "alpha", "ignore", "include_head", "target_bits"},
+                     "observer", "percentile", "alpha", "ignore", "include_head", "target_bits", "quantize_embeddings"},
                  w);
       auto& q = s.quant;
       q.method = get<std::string>(b, "method", q.method, w);
@@ -232,6 +237,7 @@ Recipe read_recipe_yaml(const std::string& path) {
       q.percentile = get<double>(b, "percentile", q.percentile, w);
       q.alpha = get<double>(b, "alpha", q.alpha, w);
       q.target_bits = get<double>(b, "target_bits", q.target_bits, w);
+      q.embedding_bits = get<int>(b, "quantize_embeddings", q.embedding_bits, w);
       s.include_head = get<bool>(b, "include_head", false, w);
     } else {
       throw Error(w + ": unknown stage '" + kind + "' (expected prune or quantize)", ErrorKind::BadInput);

@@ -39,6 +39,9 @@ struct QuantStage {
   // Mixed precision (w4a16 with rtn or gptq): > 0 picks INT4 or INT8 per channel per layer by
   // measured sensitivity so that the average stored bits per weight stays at most this (0: off).
   double target_bits = 0;
+  // Token embedding table: 0 keeps it dense; 4 or 8 quantizes it round-to-nearest per row with
+  // this stage's group size and symmetry (compress/embedding.hpp). A head tied to it follows.
+  int embedding_bits = 0;
 };
 
 struct Stage {
@@ -46,7 +49,9 @@ struct Stage {
   PruneStage prune;
   QuantStage quant;
   std::vector<std::string> ignore;  // regexes over linear names ("model.layers.0.mlp.down_proj")
-  bool include_head = false;        // compress lm_head too (when it is not tied to the embeddings)
+  // Also quantize an untied lm_head (round to nearest at the stage's bits and group size). A head
+  // tied to the embeddings is quantized with them (QuantStage::embedding_bits) or not at all.
+  bool include_head = false;
 };
 
 struct Recipe {
