@@ -50,5 +50,10 @@ run 2of4-sparsegpt-w4-rtn compress "$MODEL" --recipe examples/recipes/2of4_w4.ya
 run ffn25-wanda       prune "$MODEL" --method wanda --pattern channels --sparsity 0.25 $CALIB
 run w8a8-static-mse  quantize "$MODEL" --scheme w8a8 --method smoothquant --alpha 0.5 --activations static --observer mse $CALIB
 run mixed-4.5-rtn    quantize "$MODEL" --scheme w4a16 --method rtn --group-size 64 --target-bits 4.5 $CALIB
+run w4a16-g128-rtn   quantize "$MODEL" --scheme w4a16 --method rtn --group-size 128 $CALIB
+run w4a16-g128-gptq  quantize "$MODEL" --scheme w4a16 --method gptq --group-size 128 $CALIB
+run w4a16-g128-awq   quantize "$MODEL" --scheme w4a16 --method awq --group-size 128 --asym $CALIB
+run 2of4-sparsegpt-w4-gptq compress "$MODEL" --recipe examples/recipes/2of4_w4_gptq.yaml $CALIB
+run w4a16-g128-gptq-emb8 quantize "$MODEL" --scheme w4a16 --method gptq --group-size 128 --quantize-embeddings 8 $CALIB
 
 python3 scripts/results_table.py "$OUT"
