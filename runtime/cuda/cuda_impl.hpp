@@ -129,6 +129,7 @@ struct CudaSession::Impl {
   std::vector<std::unique_ptr<cuda_detail::AttnPlan>> attns;
   std::vector<std::unique_ptr<cuda_detail::RopePlan>> ropes;
   std::set<std::string> table_names, vector_names;  // weights uploaded as f16 matrices / f32 vectors
+  std::set<std::string> qtable_names;               // EmbeddingQ tables, dequantized to f16 at upload
   int input_value = -1, output_value = -1;
   int64_t input_vocab = 0;  // ids fed to an Embedding must lie below this
   int64_t max_quant_rows = 0, max_quant_nk = 0;

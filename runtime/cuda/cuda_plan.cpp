@@ -324,6 +324,28 @@ struct Planner {
     });
   }
 
+  // llmc::EmbeddingQ: the quantized table is dequantized once at upload into an f16 table (a
+  // decode step reads one row of it, so its size does not matter to speed), then gathered.
+  void embedding_q(size_t k) {
+    const Node& n = g.nodes[k];
+    const std::string wname = n.s("weight", "");
+    auto it = g.quantized.find(wname);
+    if (it == g.quantized.end()) fail(n, "quantized table '" + wname + "' is missing");
+    const int ids = val(n, 0);
+    if (I.values[ids].type != VType::I32) fail(n, "ids must be token ids or positions");
+    const int64_t V = it->second.rows, D = it->second.cols;
+    if (ids == I.input_value) I.input_vocab = I.input_vocab ? std::min(I.input_vocab, V) : V;
+    I.qtable_names.insert(wname);
+    I.emb_row_bytes += D * 2;
+    const int out = new_value(n.outputs[0], VType::F32, D, is_output(n.outputs[0]));
+    define(n.outputs[0], out);
+    auto* ip = &I;
+    const std::string table = "#dequantized:" + wname;
+    step("embedding (dequantized at upload) '" + n.name + "'", {ids}, {out}, [ip, table, V, D, ids, out](const Exec& e) {
+      kcu::embedding(ip->tables.at(table).data(), V, D, ip->ptr<int32_t>(ids), ip->act(out), e.rows, e.stream);
+    });
+  }
+
   void positions(size_t k) {
     const Node& n = g.nodes[k];
     const int ids = val(n, 0);
@@ -589,6 +611,7 @@ struct Planner {
       if (n.outputs.empty() || n.outputs[0].empty()) fail(n, "node has no output");
       if (is_llmc(n, "Linear") || is_llmc(n, "LinearQ")) linear(k);
       else if (is_llmc(n, "Embedding")) embedding(k);
+      else if (is_llmc(n, "EmbeddingQ")) embedding_q(k);
       else if (is_llmc(n, "Positions")) positions(k);
       else if (is_llmc(n, "RMSNorm") || is_llmc(n, "LayerNorm")) norm(k, nullptr);
       else if (is_onnx(n, "Add")) add(k);
@@ -596,7 +619,7 @@ struct Planner {
       else if (is_llmc(n, "Attention")) attention(k);
       else if (is_llmc(n, "SwiGLU") || is_llmc(n, "Gelu")) elementwise(k);
       else
-        fail(n, "op not supported (supported: llmc Embedding, Positions, Linear, LinearQ, RMSNorm, LayerNorm, "
+        fail(n, "op not supported (supported: llmc Embedding, EmbeddingQ, Positions, Linear, LinearQ, RMSNorm, LayerNorm, "
                 "Rotary, Attention, SwiGLU, Gelu; ONNX Add)");
       done[k] = true;
     }
@@ -677,6 +700,7 @@ void CudaSession::Impl::plan_memory() {
   mem = {};
   for (auto& t : table_names) mem.weights += g.weights.at(t).numel() * 2;
   for (auto& t : vector_names) mem.weights += g.weights.at(t).numel() * 4;
+  for (auto& t : qtable_names) mem.weights += g.quantized.at(t).rows * g.quantized.at(t).cols * 2;
   for (auto& l : linears) mem.weights += l->device_bytes;
   for (auto& a : attns) mem.kv_cache += 2 * opt.max_batch * a->capacity * a->p.kv_heads * a->p.head_dim * 2;
   for (int64_t b : slot_bytes) mem.activations += b;

@@ -80,6 +80,12 @@ void CudaSession::Impl::upload() {
     tables.emplace(name, kcu::DeviceBuffer<uint16_t>(h));
   }
   for (auto& name : vector_names) vectors.emplace(name, kcu::DeviceBuffer<float>(to_f32_vec(g.weights.at(name))));
+  for (auto& name : qtable_names) {
+    const Tensor t = dequantize(g.quantized.at(name), name);
+    std::vector<uint16_t> h(static_cast<size_t>(t.numel()));
+    to_f16(t, h.data());
+    tables.emplace("#dequantized:" + name, kcu::DeviceBuffer<uint16_t>(h));
+  }
   if (sp_max_n) sp_ctx = std::make_unique<kcu::SparseContext>(max_rows, sp_max_n, sp_max_k);
   if (w8_max_n) w8_ctx = std::make_unique<kcu::W8A8Context>(max_rows, w8_max_n, w8_max_k);
   for (auto& lp : linears) {

@@ -238,6 +238,26 @@ TEST_CASE("W8A8 (int8 activations per token and static) and a ragged last group 
   compare_perplexity(m, 64);
 }
 
+TEST_CASE("a quantized embedding table (EmbeddingQ) matches the CPU session") {
+  LLMC_REQUIRE_GPU();
+  Model m = tiny_llama(TinyShape{}, 6);
+  quantize_decoder_linears(m, 4, 64, true);
+  Graph& g = m.graph;
+  const std::string table = "model.embed_tokens.weight";
+  g.quantized[table] = rtn_quantize(g.weights.at(table), 8, 64, true);
+  g.weights.erase(table);
+  for (Node& n : g.nodes)
+    if (n.op == "Embedding") {
+      n.op = "EmbeddingQ";
+      n.inputs = {n.inputs[1]};
+      n.attrs = {{"weight", table}};
+    }
+  CudaOptions opt;
+  opt.max_context = 128;
+  compare_prefill_decode(m, opt, 30, 3, 75);
+  compare_perplexity(m, 76);
+}
+
 TEST_CASE("2:4-pruned dense weights (cuSPARSELt where the build has it) match the CPU session") {
   LLMC_REQUIRE_GPU();
   Model m = tiny_llama(TinyShape{}, 5);
