@@ -1,3 +1,4 @@
+// Token embedding quantization (compress/embedding.hpp): the table to a QuantizedWeight, the graph rewired.
 #include "compress/embedding.hpp"
 
 #include <cmath>
