@@ -25,6 +25,7 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   opt.repeats = a["repeats"].as<int64_t>();
   opt.seed = a["seed"].as<uint64_t>();
   opt.profile = a.count("profile") > 0;
+  runtime::require_cuda_device(opt.device);  // before minutes of loading or synthesizing
   const bool synth = a.count("synthetic") > 0;
   const std::string what = synth ? "synthetic " + a["synthetic"].as<std::string>() + " " + a["scheme"].as<std::string>()
                                  : a["model"].as<std::string>();

@@ -78,6 +78,7 @@ std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::st
   if (backend == "cpu") return std::make_unique<CpuDecoder>(model);
   if (backend != "cuda") throw Error("unknown --backend '" + backend + "' (cpu or cuda)", ErrorKind::Usage);
 #ifdef LLMC_HAVE_CUDA
+  runtime::require_cuda_device(0);
   runtime::CudaOptions o;
   o.max_context = max_context;
   return std::make_unique<runtime::CudaSession>(model, o);

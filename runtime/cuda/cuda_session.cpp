@@ -85,18 +85,22 @@ cudaGraphExec_t CudaSession::Impl::graph_for(int64_t batch, bool greedy) {
   return ex;
 }
 
-CudaSession::CudaSession(const Model& model, const CudaOptions& o) : impl_(std::make_unique<Impl>(model, o)) {
-  Impl& I = *impl_;
+void require_cuda_device(int device) {
   int count = 0;
   const cudaError_t ce = cudaGetDeviceCount(&count);
   if (ce != cudaSuccess || count == 0)
     throw Error(std::string("CUDA backend: no usable CUDA device (") +
                     (ce != cudaSuccess ? cudaGetErrorString(ce) : "none found") + ")",
                 ErrorKind::Runtime);
-  if (o.device < 0 || o.device >= count)
-    throw Error("CUDA backend: device " + std::to_string(o.device) + " does not exist (" + std::to_string(count) +
+  if (device < 0 || device >= count)
+    throw Error("CUDA backend: device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
                     " found)",
                 ErrorKind::Usage);
+}
+
+CudaSession::CudaSession(const Model& model, const CudaOptions& o) : impl_(std::make_unique<Impl>(model, o)) {
+  Impl& I = *impl_;
+  require_cuda_device(o.device);
   LLMC_CUDA_CHECK(cudaSetDevice(o.device));
   cudaDeviceProp prop{};
   LLMC_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));

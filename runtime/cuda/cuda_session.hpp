@@ -30,6 +30,10 @@ struct CudaMemoryPlan {
   int64_t total() const { return weights + kv_cache + activations + workspace; }
 };
 
+// Throws a runtime Error saying why when no usable CUDA device `device` exists (no device, driver
+// too old, bad index), so that callers can fail before loading a model.
+void require_cuda_device(int device = 0);
+
 class CudaSession final : public Decoder {
  public:
   // Plans the graph, checks every op and weight format (errors name the node and the format) and
