@@ -2,6 +2,7 @@
 // model block by block, write the .llmc file atomically and print a summary (or JSON).
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -81,9 +82,11 @@ int run_recipe(const cxxopts::ParseResult& a, compress::Recipe recipe, const std
   const auto in_bytes = runtime::model_file_bytes(in), out_bytes = static_cast<int64_t>(std::filesystem::file_size(out));
   int64_t params = 0, zeros = 0;
   double bits = 0;
+  // A layer left in floating point (pruned only) is stored in the file's dense dtype.
+  const double dense_bits = recipe.dense_dtype == "f32" ? 32 : 16;
   for (auto& l : report.layers) {
     params += l.rows * l.cols;
-    bits += static_cast<double>(l.rows * l.cols) * l.bits;
+    bits += static_cast<double>(l.rows * l.cols) * std::min<double>(l.bits, dense_bits);
     zeros += static_cast<int64_t>(l.sparsity * l.rows * l.cols);
   }
   if (a.count("json")) {

@@ -3,7 +3,7 @@
 # method and evaluates it against the original on WikiText-2 test. Results go to results/ as
 # JSON, one file per configuration, and a Markdown table is printed at the end.
 # Usage: bash scripts/results.sh [WINDOWS]   (after scripts/setup.sh; several hours on 2 cores)
-# Environment: BIN (the llmcompress binary), BACKEND=cuda (evaluate on the GPU; compression stays
+# Environment: BIN (the llmcompress binary), ONLY="NAME ..." (just these rows), BACKEND=cuda (evaluate on the GPU; compression stays
 # on the CPU), TEST_IDS / CALIB_IDS (pre-tokenized wiki.test / wiki.valid as whitespace-separated
 # ids, for machines whose build has no ICU; same windows as the text, since the ids are the same).
 set -euo pipefail
@@ -23,6 +23,7 @@ EVAL_CPU=$EVAL
 
 run() {  # run NAME COMMAND... : compress with COMMAND, then evaluate against the original
   local name=$1; shift
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   if [ ! -f "$OUT/$name.eval.json" ]; then
     local target=$MODEL ref=""
     if [ "$name" != original ]; then
