@@ -21,6 +21,26 @@ fi
 
 bash scripts/fetch_models.sh
 
+# CUTLASS's headers (PyPI nvidia-cutlass) for the sm_90a W8A8 kernel, where nvcc is present; the
+# build finds them in .deps/cutlass/include (without them W8A8 goes through cuBLASLt only).
+if { command -v nvcc || [ -x /usr/local/cuda/bin/nvcc ]; } >/dev/null 2>&1 && [ ! -f .deps/cutlass/include/cutlass/cutlass.h ]; then
+  echo "setup: fetching CUTLASS headers (nvidia-cutlass 4.2.0.0)" >&2
+  mkdir -p .deps/whl
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .deps/whl nvidia-cutlass==4.2.0.0
+  python3 - .deps/whl/nvidia_cutlass-4.2.0.0-py3-none-any.whl <<'PY'
+import sys, zipfile, os, shutil
+prefix = "cutlass_library/source/include/"
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for n in z.namelist():
+        if n.startswith(prefix) and not n.endswith("/"):
+            out = os.path.join(".deps/cutlass/include.tmp", n[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(n) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+PY
+  rm -rf .deps/cutlass/include && mv .deps/cutlass/include.tmp .deps/cutlass/include
+fi
+
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j"$(nproc)"
