@@ -10,56 +10,19 @@
 #include "compress/pipeline.hpp"
 #include "formats/llmc.hpp"
 #include "formats/safetensors.hpp"
-#include "runtime/builders/builders.hpp"
 #include "runtime/loader.hpp"
 #include "runtime/session.hpp"
 #include "tests/test_util.hpp"
+#include "tests/compress/tiny_llama.hpp"
 
 using namespace llmc;
 
 namespace {
 
-constexpr int64_t kVocab = 96, kHidden = 80;  // 80 = 64 + 16: a short last group at g64
+constexpr int64_t kVocab = test::kTinyVocab, kHidden = 80;  // 80 = 64 + 16: a short last group at g64
 
-Model tiny_llama(uint64_t seed, bool tied) {
-  const nlohmann::json cfg = {{"model_type", "llama"},      {"hidden_size", kHidden},   {"intermediate_size", 128},
-                              {"num_hidden_layers", 2},     {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-                              {"vocab_size", kVocab},       {"rms_norm_eps", 1e-5},     {"rope_theta", 10000.0},
-                              {"tie_word_embeddings", tied}};
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.08f);
-  std::map<std::string, Tensor> w;
-  auto add = [&](const std::string& n, Shape s, float mean = 0) {
-    Tensor t(DType::F32, s);
-    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = mean + nd(rng);
-    w[n] = t;
-  };
-  add("model.embed_tokens.weight", {kVocab, kHidden});
-  if (!tied) add("lm_head.weight", {kVocab, kHidden});
-  add("model.norm.weight", {kHidden}, 1.0f);
-  for (int l = 0; l < 2; ++l) {
-    std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {kHidden}, 1.0f);
-    add(p + "post_attention_layernorm.weight", {kHidden}, 1.0f);
-    add(p + "self_attn.q_proj.weight", {kHidden, kHidden});
-    add(p + "self_attn.k_proj.weight", {kHidden / 2, kHidden});
-    add(p + "self_attn.v_proj.weight", {kHidden / 2, kHidden});
-    add(p + "self_attn.o_proj.weight", {kHidden, kHidden});
-    add(p + "mlp.gate_proj.weight", {128, kHidden});
-    add(p + "mlp.up_proj.weight", {128, kHidden});
-    add(p + "mlp.down_proj.weight", {kHidden, 128});
-  }
-  Model m = runtime::build_llama(cfg, w, "tiny");
-  m.source = "tiny";
-  return m;
-}
-
-std::vector<int64_t> random_tokens(size_t n, uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int64_t> t(n);
-  for (auto& x : t) x = rng() % kVocab;
-  return t;
-}
+Model tiny_llama(uint64_t seed, bool tied) { return test::tiny_llama(seed, kHidden, tied); }
+using test::random_tokens;
 
 compress::Recipe recipe(int emb_bits, bool sym, bool include_head) {
   compress::Recipe r;

@@ -9,56 +9,17 @@
 
 #include "compress/pipeline.hpp"
 #include "formats/llmc.hpp"
-#include "runtime/builders/builders.hpp"
 #include "runtime/loader.hpp"
 #include "runtime/session.hpp"
 #include "tests/test_util.hpp"
+#include "tests/compress/tiny_llama.hpp"
 
 using namespace llmc;
 
 namespace {
 
-nlohmann::json tiny_config() {
-  return {{"model_type", "llama"}, {"hidden_size", 64}, {"intermediate_size", 128}, {"num_hidden_layers", 2},
-          {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"vocab_size", 96}, {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0}, {"tie_word_embeddings", false}};
-}
-
-Model tiny_llama(uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.08f);
-  std::map<std::string, Tensor> w;
-  auto add = [&](const std::string& n, Shape s, float mean = 0) {
-    Tensor t(DType::F32, s);
-    for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = mean + nd(rng);
-    w[n] = t;
-  };
-  add("model.embed_tokens.weight", {96, 64});
-  add("lm_head.weight", {96, 64});
-  add("model.norm.weight", {64}, 1.0f);
-  for (int l = 0; l < 2; ++l) {
-    std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {64}, 1.0f);
-    add(p + "post_attention_layernorm.weight", {64}, 1.0f);
-    add(p + "self_attn.q_proj.weight", {64, 64});
-    add(p + "self_attn.k_proj.weight", {32, 64});
-    add(p + "self_attn.v_proj.weight", {32, 64});
-    add(p + "self_attn.o_proj.weight", {64, 64});
-    add(p + "mlp.gate_proj.weight", {128, 64});
-    add(p + "mlp.up_proj.weight", {128, 64});
-    add(p + "mlp.down_proj.weight", {64, 128});
-  }
-  Model m = runtime::build_llama(tiny_config(), w, "tiny");
-  m.source = "tiny";
-  return m;
-}
-
-std::vector<int64_t> random_tokens(size_t n, uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int64_t> t(n);
-  for (auto& x : t) x = rng() % 96;
-  return t;
-}
+using test::random_tokens;
+using test::tiny_llama;
 
 compress::Recipe recipe_for(const std::string& method, int bits) {
   compress::Recipe r;
