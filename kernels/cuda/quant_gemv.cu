@@ -3,8 +3,8 @@
 // ("swap AB"), so each weight is dequantized once whatever m is; split-K across blocks.
 #include <cuda_fp16.h>
 
-#include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/quant_gemv.hpp"
+#include "kernels/cuda/quant_gemv_tile.cuh"
 
 namespace llmc::kernels::cuda {
 
@@ -14,27 +14,18 @@ using namespace detail;
 
 constexpr int kWarps = 8;           // one 16-row tile per warp: 128 rows per block
 constexpr int kThreads = kWarps * 32;
-constexpr int kPrefetch = 4;        // chunks per batch; two batches in flight (double buffer)
+constexpr int kPrefetch = kGemvPrefetch;
 
 struct GemvArgs {
-  const uint4* packed;
-  const __half2* scales;
-  const uchar2* zeros;
+  QWeightView w;
   const __half* x;
   __half* y;
   float* ws;
   unsigned* counters;
   int m, n, k, np;
-  int tiles, chunks, n_groups, k32_per_group, group_shift;  // group_shift: log2(k32_per_group) or −1
   int splits, chunks_per_split, xs_stride;
   bool x_vec;  // x rows can be read 16 bytes at a time
 };
-
-__device__ __forceinline__ int group_of(const GemvArgs& p, int k32) {
-  if (p.k32_per_group == 0) return 0;
-  const int g = p.group_shift >= 0 ? (k32 >> p.group_shift) : k32 / p.k32_per_group;
-  return min(g, p.n_groups - 1);  // k32 blocks of column padding reuse the last group
-}
 
 // Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K.
 template <int MP>
@@ -58,36 +49,11 @@ __device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg,
   }
 }
 
-template <int BITS, bool ASYM>
-struct Batch {
-  static constexpr int kSub = BITS == 4 ? 2 : 1;  // k32 blocks per chunk
-  uint4 q[kPrefetch];
-  __half2 s[kPrefetch][kSub];
-  uchar2 z[kPrefetch][ASYM ? kSub : 1];
-
-  __device__ __forceinline__ void load(const GemvArgs& p, const uint4* wp, int t, int g, int cb, int c1) {
-#pragma unroll
-    for (int i = 0; i < kPrefetch; ++i) {
-      const int c = cb + i;
-      if (c < c1) {
-        q[i] = load_stream(wp + static_cast<size_t>(c) * 32);
-#pragma unroll
-        for (int sb = 0; sb < kSub; ++sb) {
-          const int idx = (group_of(p, c * kSub + sb) * p.tiles + t) * 8 + g;
-          s[i][sb] = __ldg(p.scales + idx);
-          if constexpr (ASYM) z[i][sb] = __ldg(p.zeros + idx);
-        }
-      }
-    }
-  }
-};
-
 template <int BITS, int NT, bool ASYM>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   constexpr int MP = 8 * NT;
   constexpr int KC = BITS == 4 ? 64 : 32;
   using B = Batch<BITS, ASYM>;
-  constexpr int kSub = B::kSub;
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
   __shared__ bool last_block;
@@ -96,13 +62,13 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   const int g = lane >> 2, tig = lane & 3;
   const int rb = blockIdx.x, split = blockIdx.y;
   const int t = rb * kWarps + warp;
-  const bool tile_ok = t < p.tiles;
+  const bool tile_ok = t < p.w.tiles;
   const int c0 = split * p.chunks_per_split;
-  const int c1 = min(c0 + p.chunks_per_split, p.chunks);
-  const uint4* wp = p.packed + static_cast<size_t>(t) * p.chunks * 32 + lane;
+  const int c1 = min(c0 + p.chunks_per_split, p.w.chunks);
+  const uint4* wp = p.w.packed + static_cast<size_t>(t) * p.w.chunks * 32 + lane;
 
   B cur;
-  if (tile_ok) cur.load(p, wp, t, g, c0, c1);  // in flight while the activations are staged
+  if (tile_ok) cur.load(p.w, wp, t, g, c0, c1);  // in flight while the activations are staged
   // Programmatic dependent launch (sm_90): everything above reads only the weight; x, y and the
   // workspace may still be in use by the kernel before this one in the stream.
   grid_dependency_wait();
@@ -113,52 +79,15 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   if (tile_ok) {
     for (int cb = c0; cb < c1; cb += kPrefetch) {
       B nxt;
-      nxt.load(p, wp, t, g, cb + kPrefetch, c1);
+      nxt.load(p.w, wp, t, g, cb + kPrefetch, c1);
 #pragma unroll
       for (int i = 0; i < kPrefetch; ++i) {
         const int c = cb + i;
         if (c >= c1) break;
-        const uint32_t wv[4] = {cur.q[i].x, cur.q[i].y, cur.q[i].z, cur.q[i].w};
+        const __half* xr[NT];
 #pragma unroll
-        for (int sb = 0; sb < kSub; ++sb) {
-          const __half* xrow = xs + g * p.xs_stride + (c - c0) * KC + sb * 32 + tig * 8;
-          uint4 xf[NT];
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) xf[nt] = *reinterpret_cast<const uint4*>(xrow + nt * 8 * p.xs_stride);
-          // 1024 + zero point of rows g and g + 8; INT4 high nibbles arrive as 1024 + 16·v and
-          // become v − z as (1024 + 16·v)/16 − (64 + z).
-          __half2 sub_g, sub_g8, add_g8;
-          if constexpr (ASYM) {
-            sub_g = __float2half2_rn(1024.0f + cur.z[i][sb].x);
-            sub_g8 = __float2half2_rn(1024.0f + cur.z[i][sb].y);
-            add_g8 = __float2half2_rn(-64.0f - cur.z[i][sb].y);
-          } else {
-            sub_g = sub_g8 = __float2half2_rn(BITS == 4 ? 1032.0f : 1152.0f);
-            add_g8 = __float2half2_rn(-72.0f);
-          }
-          float part[NT][4] = {};
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            uint32_t a[4];
-            if constexpr (BITS == 4) {
-              dequant_w4(wv[sb * 2 + h], sub_g, add_g8, a);
-            } else {
-              dequant_w8(wv[2 * h], wv[2 * h + 1], sub_g, sub_g8, a);
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-              mma_16816(part[nt], a, h ? xf[nt].z : xf[nt].x, h ? xf[nt].w : xf[nt].y);
-          }
-          // group scale applied to the f32 partial sum: Σ s·(q − z)·x = s·Σ (q − z)·x
-          const float2 sf = __half22float2(cur.s[i][sb]);
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            acc[nt][0] += sf.x * part[nt][0];
-            acc[nt][1] += sf.x * part[nt][1];
-            acc[nt][2] += sf.y * part[nt][2];
-            acc[nt][3] += sf.y * part[nt][3];
-          }
-        }
+        for (int nt = 0; nt < NT; ++nt) xr[nt] = xs + (nt * 8 + g) * p.xs_stride + (c - c0) * KC + tig * 8;
+        chunk_mma<BITS, NT, ASYM>(cur, i, xr, acc);
       }
       cur = nxt;
     }
@@ -243,9 +172,7 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
                                               " rows, the weight has " + std::to_string(l.rows));
   const GemvPlan plan = plan_gemv(l, m, w.sm_count(), ws.max_splits(), forced_splits);
   GemvArgs a{};
-  a.packed = reinterpret_cast<const uint4*>(w.packed());
-  a.scales = reinterpret_cast<const __half2*>(w.scales());
-  a.zeros = reinterpret_cast<const uchar2*>(w.zeros());
+  a.w = weight_view(w);
   a.x = reinterpret_cast<const __half*>(x);
   a.y = reinterpret_cast<__half*>(y);
   a.ws = ws.partials();
@@ -254,13 +181,6 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
   a.n = static_cast<int>(l.rows);
   a.k = static_cast<int>(l.cols);
   a.np = static_cast<int>(l.padded_rows());
-  a.tiles = static_cast<int>(l.tiles);
-  a.chunks = static_cast<int>(l.chunks);
-  a.n_groups = static_cast<int>(l.n_groups);
-  a.k32_per_group = static_cast<int>(l.k32_per_group);
-  a.group_shift = -1;
-  for (int s = 0; s < 31; ++s)
-    if (l.k32_per_group == (int64_t{1} << s)) a.group_shift = s;
   a.splits = plan.splits;
   a.chunks_per_split = plan.chunks_per_split;
   a.xs_stride = plan.xs_stride;

@@ -1,0 +1,270 @@
+// The fused decode GEMV (quant_gemv_fused.hpp). Each 8-warp block owns `tpb` 16-row tiles; the
+// 8/tpb warps of a tile split its K range and add their tensor-core partial sums in shared memory,
+// so one launch does the whole product with no global workspace, arrival counter or second pass
+// (the fixed cost that dominates gemv_quantized at 2-12 MB, docs/perf/cuda.md). The block stages
+// all of x (m·K f16) once, producing it from the prologue's input on the way.
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "kernels/cuda/act_util.cuh"
+#include "kernels/cuda/quant_gemv_fused.hpp"
+#include "kernels/cuda/quant_gemv_tile.cuh"
+
+namespace llmc::kernels::cuda {
+
+namespace {
+
+using namespace detail;
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr size_t kMaxStageBytes = 96 * 1024;
+enum Pro : int { kPlain = 0, kRms = 1, kSwiglu = 2 };
+
+struct FusedArgs {
+  QWeightView w;
+  int m, n, k;
+  int tpb, wpt, cpw, xs_stride;
+  const void* in;
+  int64_t ld_in, up_col;
+  bool in_f32;
+  const float* norm_w;
+  float eps;
+  void* y;
+  int64_t ldy;
+  bool y_f32;
+  const float* bias;
+  const void* res;
+  int64_t ldr;
+  bool res_f32;
+};
+
+__device__ __forceinline__ float load_in(const FusedArgs& p, int64_t i) {
+  return p.in_f32 ? static_cast<const float*>(p.in)[i] : __half2float(static_cast<const __half*>(p.in)[i]);
+}
+
+// x[0..m, 0..Kp) into shared memory (f16, zero past K), from the prologue's input.
+template <int PRO, int KC>
+__device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red, float* inv) {
+  const int kp = p.w.chunks * KC;
+  if constexpr (PRO == kRms) {
+    for (int mm = 0; mm < p.m; ++mm) {
+      float s = 0;
+      for (int c = threadIdx.x; c < p.k; c += kThreads) {
+        const float v = load_in(p, mm * p.ld_in + c);
+        s += v * v;
+      }
+      s = block_sum(s, red);
+      if (threadIdx.x == 0) inv[mm] = rsqrtf(s / p.k + p.eps);
+    }
+    __syncthreads();
+  }
+  const int total = p.m * kp;
+#pragma unroll 4
+  for (int i = threadIdx.x; i < total; i += kThreads) {
+    const int mm = i / kp, c = i - mm * kp;
+    float v = 0.0f;
+    if (c < p.k) {
+      const int64_t at = mm * p.ld_in + c;
+      if constexpr (PRO == kPlain) {
+        v = load_in(p, at);
+      } else if constexpr (PRO == kRms) {
+        v = load_in(p, at) * inv[mm] * p.norm_w[c];
+      } else {
+        const __half* in = static_cast<const __half*>(p.in);
+        const float gv = __half2float(in[at]);
+        v = gv / (1.0f + expf(-gv)) * __half2float(in[at + p.up_col]);
+      }
+    }
+    xs[mm * p.xs_stride + c] = __float2half_rn(v);
+  }
+}
+
+template <int BITS, int NT, bool ASYM, int PRO>
+__global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
+  constexpr int KC = BITS == 4 ? 64 : 32;
+  using B = Batch<BITS, ASYM>;
+  extern __shared__ uint4 smem[];
+  __half* xs = reinterpret_cast<__half*>(smem);
+  float* part = reinterpret_cast<float*>(xs + p.m * p.xs_stride);  // [warp][NT·4][32], 16-byte aligned
+  __shared__ float red[32], inv[16];
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, tig = lane & 3;
+  const int t = blockIdx.x * p.tpb + warp / p.wpt, ks = warp % p.wpt;
+  const bool tile_ok = t < p.w.tiles;
+  const int c0 = min(ks * p.cpw, p.w.chunks), c1 = min(c0 + p.cpw, p.w.chunks);
+  const uint4* wp = p.w.packed + static_cast<size_t>(t) * p.w.chunks * 32 + lane;
+
+  B cur;
+  if (tile_ok) cur.load(p.w, wp, t, g, c0, c1);  // in flight while the activations are staged
+  grid_dependency_wait();  // the input and output may belong to the kernel before this one
+  stage<PRO, KC>(p, xs, red, inv);
+  __syncthreads();
+
+  float acc[NT][4] = {};
+  const __half* xrow[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) xrow[nt] = xs + min(nt * 8 + g, p.m - 1) * p.xs_stride + tig * 8;  // rows ≥ m: any valid row
+  if (tile_ok) {
+    for (int cb = c0; cb < c1; cb += kGemvPrefetch) {
+      B nxt;
+      nxt.load(p.w, wp, t, g, cb + kGemvPrefetch, c1);
+#pragma unroll
+      for (int i = 0; i < kGemvPrefetch; ++i) {
+        const int c = cb + i;
+        if (c >= c1) break;
+        const __half* xr[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) xr[nt] = xrow[nt] + c * KC;
+        chunk_mma<BITS, NT, ASYM>(cur, i, xr, acc);
+      }
+      cur = nxt;
+    }
+  }
+  launch_dependents();
+
+  // The warps of a tile add their K ranges' partial sums (in fixed order: deterministic).
+  if (p.wpt > 1) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) part[(warp * NT * 4 + nt * 4 + e) * 32 + lane] = acc[nt][e];
+    __syncthreads();
+    if (ks != 0) return;
+    for (int o = 1; o < p.wpt; ++o)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] += part[((warp + o) * NT * 4 + nt * 4 + e) * 32 + lane];
+  }
+  if (!tile_ok) return;
+  // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
+      if (m >= p.m || row >= p.n) continue;
+      float v = acc[nt][e];
+      if (p.bias) v += p.bias[row];
+      if (p.res) {
+        const int64_t r = m * p.ldr + row;
+        v += p.res_f32 ? static_cast<const float*>(p.res)[r] : __half2float(static_cast<const __half*>(p.res)[r]);
+      }
+      const int64_t o = m * p.ldy + row;
+      if (p.y_f32)
+        static_cast<float*>(p.y)[o] = v;
+      else
+        static_cast<__half*>(p.y)[o] = __float2half_rn(v);
+    }
+}
+
+int64_t stage_stride(const GemvLayout& l) {
+  // Halves per staged row: the padded K, rounded to 64 and offset by 32 so that the 16-byte B
+  // loads of rows g and g + 1 fall in different halves of the 128-byte bank window.
+  const int64_t kp = l.chunks * l.chunk_k;
+  return (kp + 63) / 64 * 64 + 32;
+}
+
+size_t smem_for(const GemvLayout& l, int64_t m) {
+  const int nt = m > 8 ? 2 : 1;
+  return static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(kWarps * nt * 4 * 32 * 4);
+}
+
+template <int BITS, int NT, bool ASYM, int PRO>
+void launch(const FusedArgs& a, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
+  auto kernel = fused_kernel<BITS, NT, ASYM, PRO>;
+  if (smem > 48 * 1024)
+    LLMC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = overlap ? 1 : 0;
+  LLMC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+}
+
+template <int BITS, bool ASYM, int PRO>
+void launch_nt(const FusedArgs& a, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
+  if (a.m > 8)
+    launch<BITS, 2, ASYM, PRO>(a, blocks, smem, overlap, stream);
+  else
+    launch<BITS, 1, ASYM, PRO>(a, blocks, smem, overlap, stream);
+}
+
+template <int PRO>
+void launch_format(const GemvLayout& l, const FusedArgs& a, unsigned blocks, size_t smem, bool overlap,
+                   cudaStream_t stream) {
+  if (l.bits == 4)
+    l.symmetric ? launch_nt<4, false, PRO>(a, blocks, smem, overlap, stream)
+                : launch_nt<4, true, PRO>(a, blocks, smem, overlap, stream);
+  else
+    l.symmetric ? launch_nt<8, false, PRO>(a, blocks, smem, overlap, stream)
+                : launch_nt<8, true, PRO>(a, blocks, smem, overlap, stream);
+}
+
+}  // namespace
+
+bool gemv_fused_fits(const GemvLayout& l, int64_t m) {
+  return m >= 1 && m <= 16 && static_cast<size_t>(m * stage_stride(l) * 2) <= kMaxStageBytes;
+}
+
+int gemv_fused_tiles_per_block(const GemvLayout& l, int sm_count) {
+  int tpb = 1;
+  while (tpb < kWarps && (l.tiles + 2 * tpb - 1) / (2 * tpb) >= sm_count) tpb *= 2;
+  return tpb;
+}
+
+void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
+                cudaStream_t stream, int tiles_per_block) {
+  const GemvLayout& l = w.layout();
+  check(gemv_fused_fits(l, m), "gemv_fused: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
+                                   " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
+  const int tpb = tiles_per_block ? tiles_per_block : gemv_fused_tiles_per_block(l, w.sm_count());
+  check(tpb == 1 || tpb == 2 || tpb == 4 || tpb == 8, "gemv_fused: tiles_per_block must be 1, 2, 4 or 8");
+  check(pro.in.ptr && epi.y.ptr, "gemv_fused: null input or output");
+  const bool rms = pro.kind == GemvPrologue::Kind::RmsNorm, swiglu = pro.kind == GemvPrologue::Kind::SwiGLU;
+  check(!rms || pro.norm_weight, "gemv_fused: RMSNorm prologue without its weight");
+  check(!swiglu || pro.in.type == ActType::F16, "gemv_fused: the SwiGLU prologue takes f16 gate/up");
+  FusedArgs a{};
+  a.w = weight_view(w);
+  a.m = static_cast<int>(m);
+  a.n = static_cast<int>(l.rows);
+  a.k = static_cast<int>(l.cols);
+  a.tpb = tpb;
+  a.wpt = kWarps / tpb;
+  a.cpw = static_cast<int>((l.chunks + a.wpt - 1) / a.wpt);
+  a.xs_stride = static_cast<int>(stage_stride(l));
+  a.in = pro.in.ptr;
+  a.ld_in = pro.in.ld;
+  a.up_col = pro.up_col;
+  a.in_f32 = pro.in.type == ActType::F32;
+  a.norm_w = pro.norm_weight;
+  a.eps = pro.eps;
+  a.y = epi.y.ptr;
+  a.ldy = epi.y.ld;
+  a.y_f32 = epi.y.type == ActType::F32;
+  a.bias = epi.bias;
+  a.res = epi.residual.ptr;
+  a.ldr = epi.residual.ld;
+  a.res_f32 = epi.residual.type == ActType::F32;
+  const unsigned blocks = static_cast<unsigned>((l.tiles + tpb - 1) / tpb);
+  const size_t smem = smem_for(l, m);
+  const bool overlap = w.compute_major() >= 9;
+  if (rms)
+    launch_format<kRms>(l, a, blocks, smem, overlap, stream);
+  else if (swiglu)
+    launch_format<kSwiglu>(l, a, blocks, smem, overlap, stream);
+  else
+    launch_format<kPlain>(l, a, blocks, smem, overlap, stream);
+  LLMC_CUDA_CHECK_LAUNCH("gemv_fused");
+}
+
+}  // namespace llmc::kernels::cuda

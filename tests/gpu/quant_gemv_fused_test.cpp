@@ -1,0 +1,178 @@
+// gemv_fused (quant_gemv_fused.hpp) against its CPU twins: the prologue's op (RMSNorm, SwiGLU) on
+// the host, rounded to f16 as the unfused path stores it, then linear_quantized, then bias and
+// residual in float; every layout the GPU path takes, 1..16 tokens, every block shape.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/quant_gemm.hpp"
+#include "kernels/cuda/quant_gemv_fused.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
+
+using namespace llmc;
+using namespace llmc::kernels::cuda;
+using llmc::test::random_half;
+using llmc::test::random_quantized;
+
+namespace {
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// f32 outputs: |got − ref| ≤ rel_sum·Σ|x·w| + 2⁻²⁰·|ref| + 1e-6, NaN fails.
+void check_close_f32(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<double>& abs_sum,
+                     double rel_sum, const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  int64_t bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    const double tol = rel_sum * abs_sum[i] + std::ldexp(std::fabs(ref[i]), -20) + 1e-6;
+    if (!(d <= tol)) ++bad;
+    if (std::isfinite(d)) worst = std::max(worst, d / tol);
+  }
+  INFO(what << ": worst error/tolerance " << worst);
+  CHECK(bad == 0);
+}
+
+struct GemvShape {
+  int bits;
+  bool sym;
+  int64_t n, k, gs;
+};
+
+}  // namespace
+
+TEST_CASE("gemv_fused without prologue matches linear_quantized for every block shape") {
+  LLMC_REQUIRE_GPU();
+  const std::vector<GemvShape> shapes = {
+      {4, true, 1000, 576, 64},  {4, false, 1000, 576, 64}, {4, true, 333, 96, 32},  {4, false, 37, 100, 0},
+      {4, true, 2560, 2048, 128}, {4, true, 2048, 5632, 128}, {8, true, 1000, 576, 0}, {8, false, 200, 160, 32},
+  };
+  uint32_t seed = 500;
+  for (const GemvShape& s : shapes) {
+    const QuantizedWeight w = random_quantized(s.bits, s.sym, s.n, s.k, s.gs, ++seed);
+    const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
+    for (int64_t m : {1, 3, 8, 9, 16}) {
+      if (!gemv_fused_fits(gw.layout(), m)) continue;
+      const auto x = random_half(m * s.k, ++seed);
+      std::vector<float> ref(m * s.n);
+      kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), m);
+      const auto abs_sum = test::abs_products(x.vals, wf, m, s.n, s.k);
+      DeviceBuffer<uint16_t> dx(x.bits), dy(m * s.n);
+      std::vector<uint16_t> first;
+      for (int tpb : {0, 1, 2, 8}) {
+        std::ostringstream what;
+        what << "W" << s.bits << (s.sym ? " sym" : " asym") << " N=" << s.n << " K=" << s.k << " g=" << s.gs << " m=" << m
+             << " tiles/block=" << tpb;
+        dy.upload(std::vector<uint16_t>(m * s.n, 0x7E00));  // NaN: unwritten outputs fail
+        gemv_fused(gw, GemvPrologue{GemvPrologue::Kind::None, Act{dx.data(), s.k, ActType::F16}},
+                   GemvEpilogue{Act{dy.data(), s.n, ActType::F16}, nullptr, Act{}}, m, nullptr, tpb);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto got = dy.download();
+        test::check_close(got, ref, abs_sum, 1e-4, what.str());
+        if (tpb == 0) first = got;
+        if (tpb == gemv_fused_tiles_per_block(gw.layout(), gw.sm_count())) CHECK(got == first);  // deterministic
+      }
+    }
+  }
+}
+
+TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches norm → linear → add on the CPU") {
+  LLMC_REQUIRE_GPU();
+  const std::vector<GemvShape> shapes = {{4, true, 2560, 2048, 128}, {4, false, 1000, 576, 64}, {8, true, 300, 200, 0}};
+  uint32_t seed = 700;
+  for (const GemvShape& s : shapes) {
+    const QuantizedWeight w = random_quantized(s.bits, s.sym, s.n, s.k, s.gs, ++seed);
+    const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
+    const auto gamma = random_floats(s.k, ++seed, 0.5f, 1.5f), bias = random_floats(s.n, ++seed, -0.5f, 0.5f);
+    for (int64_t m : {1, 5, 16}) {
+      const int64_t ld = s.k + 3;  // a view inside a wider buffer
+      const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * s.n, ++seed, -2.0f, 2.0f);
+      std::vector<float> x(m * s.k);
+      for (int64_t r = 0; r < m; ++r) {
+        float ss = 0;
+        for (int64_t c = 0; c < s.k; ++c) ss += h[r * ld + c] * h[r * ld + c];
+        const float inv = 1.0f / std::sqrt(ss / static_cast<float>(s.k) + 1e-5f);
+        for (int64_t c = 0; c < s.k; ++c) x[r * s.k + c] = f16_to_f32(f32_to_f16(h[r * ld + c] * inv * gamma[c]));
+      }
+      std::vector<float> ref(m * s.n);
+      kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < s.n; ++j) ref[r * s.n + j] += bias[j] + res[r * s.n + j];
+      auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
+      DeviceBuffer<float> dh(h), dg(gamma), db(bias), dr(res), dy(std::vector<float>(m * s.n, NAN));
+      GemvPrologue pro{GemvPrologue::Kind::RmsNorm, Act{dh.data(), ld, ActType::F32}};
+      pro.norm_weight = dg.data();
+      pro.eps = 1e-5f;
+      GemvEpilogue epi{Act{dy.data(), s.n, ActType::F32}, db.data(), Act{dr.data(), s.n, ActType::F32}};
+      gemv_fused(gw, pro, epi, m, nullptr);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      std::ostringstream what;
+      what << "RMSNorm prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " m=" << m;
+      // A staged x may differ from the host's by one f16 ulp where rsqrtf and 1/sqrt round apart.
+      check_close_f32(dy.download(), ref, abs_sum, 2e-4, what.str());
+    }
+  }
+}
+
+TEST_CASE("gemv_fused with the SwiGLU prologue adds into its residual in place (y == residual)") {
+  LLMC_REQUIRE_GPU();
+  const std::vector<GemvShape> shapes = {{4, true, 2048, 5632, 128}, {4, false, 576, 1536, 64}, {8, false, 100, 300, 0}};
+  uint32_t seed = 900;
+  for (const GemvShape& s : shapes) {
+    const QuantizedWeight w = random_quantized(s.bits, s.sym, s.n, s.k, s.gs, ++seed);
+    const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
+    for (int64_t m : {1, 4, 8}) {
+      if (!gemv_fused_fits(gw.layout(), m)) continue;
+      const int64_t ld = 2 * s.k;  // gate | up stacked by the linear before
+      const auto gu = random_half(m * ld, ++seed, 2.0f);
+      const auto res = random_half(m * s.n, ++seed);
+      std::vector<float> x(m * s.k);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < s.k; ++c) {
+          const float gv = gu.vals[r * ld + c], uv = gu.vals[r * ld + s.k + c];
+          x[r * s.k + c] = f16_to_f32(f32_to_f16(gv / (1.0f + std::exp(-gv)) * uv));
+        }
+      std::vector<float> ref(m * s.n);
+      kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
+      for (int64_t i = 0; i < m * s.n; ++i) ref[i] += res.vals[i];
+      auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
+      for (int64_t i = 0; i < m * s.n; ++i) abs_sum[i] += std::fabs(res.vals[i]) * 1e-3;  // the f16 residual's rounding
+      DeviceBuffer<uint16_t> din(gu.bits), dy(res.bits);
+      GemvPrologue pro{GemvPrologue::Kind::SwiGLU, Act{din.data(), ld, ActType::F16}, s.k};
+      gemv_fused(gw, pro, GemvEpilogue{Act{dy.data(), s.n, ActType::F16}, nullptr, Act{dy.data(), s.n, ActType::F16}}, m,
+                 nullptr);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      std::ostringstream what;
+      what << "SwiGLU prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " m=" << m;
+      test::check_close(dy.download(), ref, abs_sum, 2e-4, what.str());
+    }
+  }
+}
+
+TEST_CASE("gemv_fused refuses what it cannot stage") {
+  LLMC_REQUIRE_GPU();
+  const GpuQuantWeight gw = GpuQuantWeight::upload(random_quantized(4, true, 64, 11008, 128, 3), "w");
+  CHECK(gemv_fused_fits(gw.layout(), 1));
+  CHECK_FALSE(gemv_fused_fits(gw.layout(), 16));  // 16 × 11008 f16 = 344 KiB
+  CHECK_FALSE(gemv_fused_fits(gw.layout(), 17));
+  DeviceBuffer<uint16_t> x(16 * 11008), y(16 * 64);
+  CHECK_THROWS_WITH_AS(gemv_fused(gw, GemvPrologue{GemvPrologue::Kind::None, Act{x.data(), 11008, ActType::F16}},
+                                  GemvEpilogue{Act{y.data(), 64, ActType::F16}, nullptr, Act{}}, 16, nullptr),
+                       doctest::Contains("do not fit"), Error);
+}
