@@ -25,6 +25,7 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   opt.repeats = a["repeats"].as<int64_t>();
   opt.seed = a["seed"].as<uint64_t>();
   opt.profile = a.count("profile") > 0;
+  opt.fused_gemv = a.count("no-fused-gemv") == 0;
   runtime::require_cuda_device(opt.device);  // before minutes of loading or synthesizing
   const bool synth = a.count("synthetic") > 0;
   const std::string what = synth ? "synthetic " + a["synthetic"].as<std::string>() + " " + a["scheme"].as<std::string>()
@@ -38,7 +39,8 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   if (a.count("json")) {
     auto j = r.to_json();
     j.update({{"model", what}, {"backend", "cuda"}, {"batch", opt.batch}, {"prompt_len", opt.prompt_len},
-              {"gen_len", opt.gen_len}, {"repeats", opt.repeats}});
+              {"gen_len", opt.gen_len}, {"repeats", opt.repeats},
+              {"fused_gemv", opt.fused_gemv}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -79,7 +81,9 @@ int cmd_bench(int argc, char** argv) {
       "gen-len", "generated tokens", cxxopts::value<int64_t>()->default_value("64"))(
       "repeats", "runs; the median is reported", cxxopts::value<int64_t>()->default_value("3"))(
       "seed", "seed of the random prompt (and of --synthetic weights)", cxxopts::value<uint64_t>()->default_value("0"))(
-      "profile", "cuda: also time one decode step kernel by kernel, by kind")("json", "print JSON")(
+      "profile", "cuda: also time one decode step kernel by kernel, by kind")(
+      "no-fused-gemv", "cuda: decode quantized linears with the split-K GEMV and separate norm/SwiGLU/add kernels")(
+      "json", "print JSON")(
       "h,help", "show help");
   o.parse_positional({"model"});
   o.positional_help("MODEL");

@@ -18,6 +18,7 @@ struct CudaBenchOptions {
   uint64_t seed = 0;
   int device = 0;
   bool profile = false;  // also time one decode step kernel by kernel (CudaSession::profile_step)
+  bool fused_gemv = true;  // CudaOptions::fused_gemv
 };
 
 struct CudaBenchResult {

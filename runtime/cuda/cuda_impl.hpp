@@ -19,6 +19,7 @@
 #include "kernels/cuda/linear_ex.hpp"
 #include "kernels/cuda/prefill.hpp"
 #include "kernels/cuda/quant_gemv.hpp"
+#include "kernels/cuda/quant_gemv_fused.hpp"
 #include "kernels/cuda/rotary.hpp"
 #include "kernels/cuda/sparse_gemm.hpp"
 #include "kernels/cuda/transformer_ops.hpp"
@@ -66,6 +67,21 @@ enum class LinearKind : uint8_t {
   W8A8,      // INT8 per-channel weight, int8 activations (int8_gemm.hpp)
   Sparse24,  // dense weight with the 2:4 pattern, through cuSPARSELt (sparse_gemm.hpp)
 };
+struct LinearPlan;
+
+// The step before a quantized linear, folded at decode into the GEMV's activation staging
+// (gemv_fused): an RMSNorm (its input: the residual stream the Add before it forms, or the norm's
+// own input) or a SwiGLU over a stacked gate|up output. The folded step skips its work for the
+// row counts where `consumer` runs fused (Impl::fused_decode), and runs as planned otherwise.
+struct PrologueFusion {
+  bool norm = true;      // RMSNorm, else SwiGLU
+  int in = -1;           // value staged from: norm input (f16/f32), or the gate view (f16)
+  int64_t up_col = 0;    // SwiGLU: up's column offset from gate's
+  std::string weight;    // RMSNorm weight (a vector)
+  float eps = 0;
+  LinearPlan* consumer = nullptr;
+};
+
 struct LinearPlan {
   std::vector<std::string> nodes, weights, biases;  // per sibling; bias "" where none
   std::vector<int64_t> widths;
@@ -79,6 +95,10 @@ struct LinearPlan {
   std::unique_ptr<kcu::Int8Weight> w8;
   std::unique_ptr<kcu::Sparse24Weight> sp;
   kcu::DeviceBuffer<float> bias;
+  // Decode fusions (Quant, one launch of gemv_fused): the prologue, and the residual Add after a
+  // single linear: the GEMV writes epi_out = epi_res + W·x (the Add's output) instead of its own.
+  PrologueFusion* pro = nullptr;
+  int epi_res = -1, epi_out = -1;
   bool has_bias() const {
     for (auto& b : biases)
       if (!b.empty()) return true;
@@ -128,6 +148,7 @@ struct CudaSession::Impl {
   std::vector<std::unique_ptr<cuda_detail::LinearPlan>> linears;
   std::vector<std::unique_ptr<cuda_detail::AttnPlan>> attns;
   std::vector<std::unique_ptr<cuda_detail::RopePlan>> ropes;
+  std::vector<std::unique_ptr<cuda_detail::PrologueFusion>> fusions;
   std::set<std::string> table_names, vector_names;  // weights uploaded as f16 matrices / f32 vectors
   std::set<std::string> qtable_names;               // EmbeddingQ tables, dequantized to f16 at upload
   int input_value = -1, output_value = -1;
@@ -174,6 +195,12 @@ struct CudaSession::Impl {
   template <class T>
   T* ptr(int v) {
     return static_cast<T*>(act(v).ptr);
+  }
+  // Whether linear L runs as one gemv_fused launch (with its fusions) for `rows` rows. Every step
+  // around a fusion asks this with the same arguments, so they agree on who does the work.
+  bool fused_decode(const cuda_detail::LinearPlan& L, int64_t rows) const {
+    return opt.fuse && opt.fused_gemv && L.kind == cuda_detail::LinearKind::Quant && L.wq &&
+           kcu::gemv_fused_fits(L.wq->layout(), rows);
   }
   int32_t* d_past() { return state.data(); }
   const int32_t* d_zero() { return state.data() + 1; }

@@ -26,6 +26,32 @@ int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n
   return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3);
 }
 
+// A quantized linear as one gemv_fused launch: its prologue (RMSNorm / SwiGLU staged from their
+// inputs), its bias, and the residual Add after it (writing the Add's output) when planned.
+void fused_linear(CudaSession::Impl& I, const LinearPlan& L, const kcu::Act& x, const kcu::Act& y, const Exec& e) {
+  kcu::GemvPrologue pro;
+  pro.in = x;
+  if (L.pro) {
+    pro.in = I.act(L.pro->in);
+    if (L.pro->norm) {
+      pro.kind = kcu::GemvPrologue::Kind::RmsNorm;
+      pro.norm_weight = I.vectors.at(L.pro->weight).data();
+      pro.eps = L.pro->eps;
+    } else {
+      pro.kind = kcu::GemvPrologue::Kind::SwiGLU;
+      pro.up_col = L.pro->up_col;
+    }
+  }
+  kcu::GemvEpilogue epi;
+  epi.y = y;
+  epi.bias = L.bias.size() ? L.bias.data() : nullptr;
+  if (L.epi_out >= 0) {
+    epi.y = I.act(L.epi_out);
+    epi.residual = I.act(L.epi_res);
+  }
+  kcu::gemv_fused(*L.wq, pro, epi, e.rows, e.stream);
+}
+
 struct Planner {
   CudaSession::Impl& I;
   const Graph& g;
@@ -35,6 +61,8 @@ struct Planner {
   std::vector<bool> done;
   std::map<std::string, std::string> deferred_rope;  // rotary output -> its input (rotated in the append)
   std::map<std::string, bool> sparse_cache;          // dense weight -> has the 2:4 pattern
+  std::map<int, std::pair<LinearPlan*, size_t>> quant_out;  // output of a single Quant linear -> it, its step
+  std::map<int, PrologueFusion*> pending_pro;                // norm / SwiGLU output -> its fusion, if taken
 
   Planner(CudaSession::Impl& impl) : I(impl), g(impl.model.graph), done(g.nodes.size(), false) {
     for (size_t k = 0; k < g.nodes.size(); ++k) {
@@ -251,6 +279,17 @@ struct Planner {
     }
     if (lp->has_bias()) lp->device_bytes += N * 4;
     const int xin = as_f16(x, true);
+    std::vector<int> reads{xin};
+    auto pf = pending_pro.find(x);
+    if (kind == LinearKind::Quant && pf != pending_pro.end() && !pf->second->consumer) {
+      bool only_these = true;  // the folded step's output feeds these siblings alone
+      for (size_t c : consumers.at(n.inputs[0])) only_these &= std::find(sib.begin(), sib.end(), c) != sib.end();
+      if (only_these) {
+        lp->pro = pf->second;
+        pf->second->consumer = lp.get();
+        reads.push_back(pf->second->in);
+      }
+    }
     const bool f32_out = sib.size() == 1 && is_output(n.outputs[0]) && kind == LinearKind::Dense;
     int out;
     if (sib.size() == 1) {
@@ -275,15 +314,21 @@ struct Planner {
       label += " (2:4 sparse f16, cuSPARSELt)";
     else
       label += " (cuBLAS f16)";
+    if (lp->pro) label += lp->pro->norm ? " [decode: RMSNorm folded in]" : " [decode: SwiGLU folded in]";
     auto* ip = &I;
     auto* L = lp.get();
     I.linears.push_back(std::move(lp));
-    step(label, {xin}, {out}, [ip, L, xin, out](const Exec& e) {
+    if (kind == LinearKind::Quant && sib.size() == 1) quant_out[out] = {L, I.steps.size()};
+    step(label, reads, {out}, [ip, L, xin, out](const Exec& e) {
       const kcu::Act xa = ip->act(xin), ya = ip->act(out);
       const auto* xp = static_cast<const uint16_t*>(xa.ptr);
       auto* yp = static_cast<uint16_t*>(ya.ptr);
       switch (L->kind) {
         case LinearKind::Quant:
+          if (ip->fused_decode(*L, e.rows)) {
+            fused_linear(*ip, *L, xa, ya, e);
+            return;  // bias applied in the epilogue
+          }
           if (e.rows <= kGemvMaxRows)
             kcu::gemv_quantized(*L->wq, xp, yp, e.rows, *ip->gemv_ws, e.stream);
           else
@@ -389,17 +434,51 @@ struct Planner {
       reads.push_back(r);
       writes.push_back(h);
     }
+    std::string label = std::string(add ? "add + " : "") + (layer ? "layer_norm '" : "rms_norm '") + n.name + "'";
+    // Decode fusions: the Add into the quantized linear that produces one of its operands (that
+    // linear then writes h), and the RMSNorm into the quantized linear(s) it feeds (planned
+    // later; they stage norm(h) themselves). What is left here runs only where they do not.
+    LinearPlan* producer = nullptr;
+    PrologueFusion* pf = nullptr;
+    if (I.opt.fuse && I.opt.fused_gemv) {
+      for (int side = 1; add && side >= 0 && !producer; --side) {
+        const std::string& rname = add->inputs[side];
+        auto it = quant_out.find(side ? r : a);
+        if (it == quant_out.end() || !single_use(rname)) continue;
+        producer = it->second.first;
+        producer->epi_res = side ? a : r;
+        producer->epi_out = h;
+        I.steps[it->second.second].reads.push_back(producer->epi_res);
+        I.steps[it->second.second].writes.push_back(h);
+        I.steps[it->second.second].label += " [decode: + residual '" + add->name + "']";
+      }
+      if (!layer && !f32 && !is_output(n.outputs[0])) {
+        I.fusions.push_back(std::make_unique<PrologueFusion>());
+        pf = I.fusions.back().get();
+        pf->in = add ? h : a;
+        pf->weight = wname;
+        pf->eps = eps;
+        pending_pro[y] = pf;
+      }
+    }
     auto* ip = &I;
-    step(std::string(add ? "add + " : "") + (layer ? "layer_norm '" : "rms_norm '") + n.name + "'", reads, writes,
-         [ip, a, r, h, y, D, layer, wname, bname, eps](const Exec& e) {
-           kcu::NormParams p;
-           p.layer_norm = layer;
-           p.weight = ip->vectors.at(wname).data();
-           p.bias = bname.empty() ? nullptr : ip->vectors.at(bname).data();
-           p.eps = eps;
-           kcu::norm(ip->act(a), r >= 0 ? ip->act(r) : kcu::Act{}, h >= 0 ? ip->act(h) : kcu::Act{}, ip->act(y), e.rows,
-                     D, p, e.stream);
-         });
+    step(label, reads, writes, [ip, a, r, h, y, D, layer, wname, bname, eps, producer, pf](const Exec& e) {
+      kcu::NormParams p;
+      p.layer_norm = layer;
+      p.weight = ip->vectors.at(wname).data();
+      p.bias = bname.empty() ? nullptr : ip->vectors.at(bname).data();
+      p.eps = eps;
+      const bool formed = producer && ip->fused_decode(*producer, e.rows);          // h is written already
+      const bool folded = pf && pf->consumer && ip->fused_decode(*pf->consumer, e.rows);  // y is not needed
+      if (formed) {
+        if (!folded) kcu::norm(ip->act(h), kcu::Act{}, kcu::Act{}, ip->act(y), e.rows, D, p, e.stream);
+      } else if (folded) {
+        if (h >= 0) kcu::add(ip->act(a), ip->act(r), ip->act(h), e.rows, D, e.stream);
+      } else {
+        kcu::norm(ip->act(a), r >= 0 ? ip->act(r) : kcu::Act{}, h >= 0 ? ip->act(h) : kcu::Act{}, ip->act(y), e.rows, D,
+                  p, e.stream);
+      }
+    });
   }
 
   void add(size_t k) {
@@ -575,7 +654,20 @@ struct Planner {
       if (width(up) != D) fail(n, "gate and up widths differ");
       const int out = new_value(n.outputs[0], VType::F16, D);
       define(n.outputs[0], out);
-      step("swiglu '" + n.name + "'", {gt, up}, {out}, [ip, gt, up, out, D](const Exec& e) {
+      // Decode: folded into the quantized linear it feeds when gate and up are columns of one f16
+      // output (a stacked gate|up linear), so that one pointer and an offset reach both.
+      PrologueFusion* pf = nullptr;
+      const Value &G = I.values[gt], &U = I.values[up];
+      if (I.opt.fuse && I.opt.fused_gemv && G.root == U.root && G.type == VType::F16 && !is_output(n.outputs[0])) {
+        I.fusions.push_back(std::make_unique<PrologueFusion>());
+        pf = I.fusions.back().get();
+        pf->norm = false;
+        pf->in = gt;
+        pf->up_col = U.col0 - G.col0;
+        pending_pro[out] = pf;
+      }
+      step("swiglu '" + n.name + "'", {gt, up}, {out}, [ip, gt, up, out, D, pf](const Exec& e) {
+        if (pf && pf->consumer && ip->fused_decode(*pf->consumer, e.rows)) return;
         kcu::swiglu(ip->act(gt), ip->act(up), ip->act(out), e.rows, D, e.stream);
       });
       return;

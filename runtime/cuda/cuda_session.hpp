@@ -21,6 +21,9 @@ struct CudaOptions {
   int64_t max_tokens = 0;   // tokens per sequence per device pass (longer calls run in chunks); 0: min(max_context, 1024)
   bool cuda_graph = true;   // replay single-token steps from a captured CUDA graph
   bool fuse = true;         // sibling linears as one GEMM, residual add + norm, rotary + cache append
+  // Decode (≤ 16 rows): quantized linears through gemv_fused, with the RMSNorm or SwiGLU before
+  // them folded into their activation staging and the residual add after them into their output.
+  bool fused_gemv = true;
   int device = 0;
 };
 

@@ -201,6 +201,50 @@ TEST_CASE("quantized tiny Llamas (W8, W4; sym, asym; g32/64/128, per channel) ma
   }
 }
 
+TEST_CASE("decode fusions around the quantized GEMV are planned and match the CPU session with and without them") {
+  LLMC_REQUIRE_GPU();
+  Model m = tiny_llama(TinyShape{}, 5);
+  quantize_decoder_linears(m, 4, 64, false);
+  for (bool fused : {true, false}) {
+    CAPTURE(fused);
+    CudaOptions opt;
+    opt.max_context = 128;
+    opt.fused_gemv = fused;
+    {
+      CudaSession gpu(m, opt);
+      const std::string plan = gpu.describe();
+      INFO(plan.substr(0, 1200));
+      // Per layer: the norms into q/k/v and gate/up, SwiGLU into down, both residual adds into o and down.
+      CHECK(has(plan, "[decode: RMSNorm folded in]") == fused);
+      CHECK(has(plan, "[decode: SwiGLU folded in]") == fused);
+      CHECK(has(plan, "[decode: + residual") == fused);
+    }
+    compare_prefill_decode(m, opt, 23, 6, 60);  // prompt: dequantize + cuBLAS, unfused; decode fused
+    compare_prefill_decode(m, opt, 12, 3, 61);  // prompt of 12 rows through gemv_fused as well
+  }
+  // Batches: 4 sequences per decode step through the fused GEMV (m = 4).
+  CudaOptions opt;
+  opt.max_context = 64;
+  opt.max_batch = 4;
+  Session cpu(m);
+  CudaSession gpu(m, opt);
+  const int64_t V = m.config.value("vocab_size", int64_t{0});
+  std::vector<std::vector<int64_t>> prompts;
+  for (int b = 0; b < 4; ++b) prompts.push_back(random_ids(7, V, 70 + b));
+  gpu.forward_batch(prompts);
+  std::vector<std::vector<int64_t>> step;
+  for (int b = 0; b < 4; ++b) step.push_back(random_ids(1, V, 80 + b));
+  const Tensor got = gpu.forward_batch(step);
+  for (int b = 0; b < 4; ++b) {
+    cpu.reset();
+    cpu.forward(prompts[b]);
+    const Tensor want = cpu.forward(step[b]);
+    Tensor row(DType::F32, {1, V});
+    std::copy(got.data<float>() + b * V, got.data<float>() + (b + 1) * V, row.mutable_data<float>());
+    expect_logits_close(row, want, "batched fused decode, sequence " + std::to_string(b), 5e-3);
+  }
+}
+
 TEST_CASE("W8A8 (int8 activations per token and static) and a ragged last group match the CPU session") {
   LLMC_REQUIRE_GPU();
   for (const char* act : {"dynamic", "static"}) {
