@@ -3,7 +3,9 @@
 # CUDA backend against the CPU session), then the end-to-end benchmark of a TinyLlama-1.1B-shaped
 # model with synthetic weights (f16, W4A16 g128 with the head f16, and with the head W4 too):
 # batch 1, 128-token prompt, 256 generated tokens. Logs and JSON land in $OUT (default ./gpu-out).
-#   LLMC_E2E_TESTS=0 skips the tests; LLMC_E2E_SCHEMES overrides the schemes; LLMC_E2E_BATCH the batch.
+#   LLMC_E2E_TESTS=0 skips the tests; LLMC_E2E_SCHEMES overrides the schemes (a scheme written
+#   S/unfused runs with --no-fused-gemv: the split-K GEMV and separate norm/SwiGLU/add kernels);
+#   LLMC_E2E_BATCH the batch; LLMC_E2E_NCU=1 adds the per-kernel ncu table (LLMC_E2E_NCU_SCHEME).
 set -u -o pipefail
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -25,9 +27,12 @@ if [ "${LLMC_E2E_TESTS:-1}" = 1 ]; then
   grep -E "ERROR|error/tolerance|relative l2|perplexity cpu|FAILED|Status" "$OUT/test_gpu_runtime.log" | head -40
 fi
 for batch in ${LLMC_E2E_BATCH:-1}; do
-for scheme in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16-head}; do
-  tag=$scheme-b$batch
-  timeout 150 $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme $scheme --batch $batch \
+for entry in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16/unfused w4a16-head}; do
+  scheme=${entry%/unfused}
+  flags=""
+  [ "$scheme" != "$entry" ] && flags="--no-fused-gemv"
+  tag=$scheme${flags:+-unfused}-b$batch
+  timeout 150 $B/llmcompress bench --backend cuda --synthetic tinyllama --scheme $scheme --batch $batch $flags \
     --prompt-len 128 --gen-len 256 --repeats 3 --profile --json >"$OUT/bench-$tag.json" 2>"$OUT/bench-$tag.err"
   echo "bench $tag rc=$?" | tee -a "$OUT/env.txt"
   tr -d '\n ' <"$OUT/bench-$tag.json"; echo; tail -3 "$OUT/bench-$tag.err"
