@@ -28,7 +28,7 @@ struct FusedArgs {
   int tpb, wpt, cpw, xs_stride;
   const void* in;
   int64_t ld_in, up_col;
-  bool in_f32;
+  bool in_f32, vec;
   const float* norm_w;
   float eps;
   void* y;
@@ -40,44 +40,104 @@ struct FusedArgs {
   bool res_f32;
 };
 
-__device__ __forceinline__ float load_in(const FusedArgs& p, int64_t i) {
-  return p.in_f32 ? static_cast<const float*>(p.in)[i] : __half2float(static_cast<const __half*>(p.in)[i]);
+// Eight consecutive inputs of row mm from column c (c a multiple of 8), zero past K; 16-byte
+// loads when the host found the view aligned (p.vec).
+__device__ __forceinline__ void load8(const FusedArgs& p, const void* base, int mm, int c, float (&v)[8]) {
+  const int64_t at = mm * p.ld_in + c;
+  if (p.vec && c + 8 <= p.k) {
+    if (p.in_f32) {
+      const float4* q = reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
+      const float4 a = q[0], b = q[1];
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+      const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __half*>(base) + at);
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __half22float2(as_h2(w[e]));
+        v[2 * e] = f.x, v[2 * e + 1] = f.y;
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    v[e] = c + e >= p.k ? 0.0f
+           : p.in_f32 ? static_cast<const float*>(base)[at + e]
+                      : __half2float(static_cast<const __half*>(base)[at + e]);
 }
 
-// x[0..m, 0..Kp) into shared memory (f16, zero past K), from the prologue's input.
+// x[0..m, 0..Kp) into shared memory (f16, zero past K), from the prologue's input. Every load of
+// a round (kRound vectors of 8 per thread) is issued before any is used: staging costs about one
+// L2 round trip per round (two for RMSNorm: the statistics first), not one per element.
 template <int PRO, int KC>
 __device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red, float* inv) {
-  const int kp = p.w.chunks * KC;
+  constexpr int kRound = 2;
+  const int vpr = p.w.chunks * KC / 8, total = p.m * vpr;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if constexpr (PRO == kRms) {
     for (int mm = 0; mm < p.m; ++mm) {
       float s = 0;
-      for (int c = threadIdx.x; c < p.k; c += kThreads) {
-        const float v = load_in(p, mm * p.ld_in + c);
-        s += v * v;
+      for (int v0 = threadIdx.x; v0 < vpr; v0 += kThreads * kRound) {
+        float x[kRound][8];
+#pragma unroll
+        for (int r = 0; r < kRound; ++r) {
+          const int v = v0 + r * kThreads;
+          if (v < vpr) load8(p, p.in, mm, v * 8, x[r]);
+        }
+#pragma unroll
+        for (int r = 0; r < kRound; ++r)
+          if (v0 + r * kThreads < vpr)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) s += x[r][e] * x[r][e];
       }
-      s = block_sum(s, red);
-      if (threadIdx.x == 0) inv[mm] = rsqrtf(s / p.k + p.eps);
+      s = warp_sum(s);
+      if (lane == 0) red[mm * kWarps + warp] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x < p.m) {
+      float t = 0;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) t += red[threadIdx.x * kWarps + w];
+      inv[threadIdx.x] = rsqrtf(t / p.k + p.eps);
     }
     __syncthreads();
   }
-  const int total = p.m * kp;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < total; i += kThreads) {
-    const int mm = i / kp, c = i - mm * kp;
-    float v = 0.0f;
-    if (c < p.k) {
-      const int64_t at = mm * p.ld_in + c;
-      if constexpr (PRO == kPlain) {
-        v = load_in(p, at);
-      } else if constexpr (PRO == kRms) {
-        v = load_in(p, at) * inv[mm] * p.norm_w[c];
-      } else {
-        const __half* in = static_cast<const __half*>(p.in);
-        const float gv = __half2float(in[at]);
-        v = gv / (1.0f + expf(-gv)) * __half2float(in[at + p.up_col]);
+  for (int i0 = threadIdx.x; i0 < total; i0 += kThreads * kRound) {
+    float x[kRound][8], u[PRO == kPlain ? 1 : kRound][8];  // u: up (SwiGLU) or the norm weights
+#pragma unroll
+    for (int r = 0; r < kRound; ++r) {
+      const int i = i0 + r * kThreads;
+      if (i < total) {
+        const int mm = i / vpr, c = (i - mm * vpr) * 8;
+        load8(p, p.in, mm, c, x[r]);
+        if constexpr (PRO == kSwiglu) load8(p, static_cast<const __half*>(p.in) + p.up_col, mm, c, u[r]);
+        if constexpr (PRO == kRms) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) u[r][e] = c + e < p.k ? __ldg(p.norm_w + c + e) : 0.0f;
+        }
       }
     }
-    xs[mm * p.xs_stride + c] = __float2half_rn(v);
+#pragma unroll
+    for (int r = 0; r < kRound; ++r) {
+      const int i = i0 + r * kThreads;
+      if (i >= total) break;
+      const int mm = i / vpr, c = (i - mm * vpr) * 8;
+      uint32_t h[4];
+#pragma unroll
+      for (int e = 0; e < 8; e += 2) {
+        float a = x[r][e], b = x[r][e + 1];
+        if constexpr (PRO == kRms) {
+          a = a * inv[mm] * u[r][e];  // zero past K: x and the weight are
+          b = b * inv[mm] * u[r][e + 1];
+        } else if constexpr (PRO == kSwiglu) {
+          a = a / (1.0f + expf(-a)) * u[r][e];
+          b = b / (1.0f + expf(-b)) * u[r][e + 1];
+        }
+        h[e / 2] = as_u32(__floats2half2_rn(a, b));
+      }
+      *reinterpret_cast<uint4*>(xs + mm * p.xs_stride + c) = make_uint4(h[0], h[1], h[2], h[3]);
+    }
   }
 }
 
@@ -88,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
   float* part = reinterpret_cast<float*>(xs + p.m * p.xs_stride);  // [warp][NT·4][32], 16-byte aligned
-  __shared__ float red[32], inv[16];
+  __shared__ float red[16 * kWarps], inv[16];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -102,6 +162,23 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
   grid_dependency_wait();  // the input and output may belong to the kernel before this one
   stage<PRO, KC>(p, xs, red, inv);
   __syncthreads();
+
+  // The epilogue's addends, loaded now so that their latency hides under the main loop.
+  float add[NT][4] = {};
+  if (tile_ok && ks == 0 && (p.bias || p.res)) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
+        if (m >= p.m || row >= p.n) continue;
+        if (p.bias) add[nt][e] = __ldg(p.bias + row);
+        if (p.res) {
+          const int64_t r = m * p.ldr + row;
+          add[nt][e] += p.res_f32 ? static_cast<const float*>(p.res)[r] : __half2float(static_cast<const __half*>(p.res)[r]);
+        }
+      }
+  }
 
   float acc[NT][4] = {};
   const __half* xrow[NT];
@@ -147,12 +224,7 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
     for (int e = 0; e < 4; ++e) {
       const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
       if (m >= p.m || row >= p.n) continue;
-      float v = acc[nt][e];
-      if (p.bias) v += p.bias[row];
-      if (p.res) {
-        const int64_t r = m * p.ldr + row;
-        v += p.res_f32 ? static_cast<const float*>(p.res)[r] : __half2float(static_cast<const __half*>(p.res)[r]);
-      }
+      const float v = acc[nt][e] + add[nt][e];
       const int64_t o = m * p.ldy + row;
       if (p.y_f32)
         static_cast<float*>(p.y)[o] = v;
@@ -246,6 +318,9 @@ void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpil
   a.ld_in = pro.in.ld;
   a.up_col = pro.up_col;
   a.in_f32 = pro.in.type == ActType::F32;
+  // 16-byte loads of 8 inputs: the view (and up's columns) aligned to them.
+  const int64_t align = a.in_f32 ? 4 : 8;
+  a.vec = reinterpret_cast<uintptr_t>(pro.in.ptr) % 16 == 0 && pro.in.ld % align == 0 && pro.up_col % align == 0;
   a.norm_w = pro.norm_weight;
   a.eps = pro.eps;
   a.y = epi.y.ptr;
