@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   int runs = 100;
   bool quick = false;
-  bool only_w8a8_sparse = false, sparse_search = false;
+  bool only_w8a8_sparse = false, sparse_search = false, sparse_layouts = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -124,10 +124,12 @@ int main(int argc, char** argv) {
       quick = true;  // only 11008×4096 (profiling, smoke tests)
     } else if (a == "--sparse-search") {
       sparse_search = true;  // also time cuSPARSELt plans chosen by timing every configuration
+    } else if (a == "--sparse-layouts") {
+      sparse_layouts = true;  // 2:4 rows for every operand layout cuSPARSELt plans, not only kSparseA
     } else if (a == "--w8a8-sparse") {
       only_w8a8_sparse = true;  // cuBLAS f16, W8A8 and 2:4 sparse rows only
     } else {
-      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search] [--sparse-layouts]\n");
       return 2;
     }
   }
@@ -190,11 +192,33 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     uint64_t seed = 10;
     W8A8Context w8a8_ctx(max_m, 11008, 11008);
-    std::unique_ptr<SparseContext> sparse_ctx, sparse_default;  // searched / cuSPARSELt's default configurations
+    // 2:4 sparse: per operand layout, cuSPARSELt's default configuration and (--sparse-search,
+    // cuSPARSELt >= 0.10) the searched one; weights are compressed per layout
+    struct SparseRow {
+      SparseLayout layout;
+      std::unique_ptr<SparseContext> ctx;
+      std::string name;
+      std::vector<Sparse24Weight> w;
+    };
+    std::vector<SparseRow> sparse_rows;
     if (sparse24_available()) {
-      if (sparse_search) sparse_ctx = std::make_unique<SparseContext>(max_m, 11008, 11008, true);
-      sparse_default = std::make_unique<SparseContext>(max_m, 11008, 11008, false);
-      std::fprintf(stderr, "cuSPARSELt %d\n", sparse24_library_version());
+      const int version = sparse24_library_version();
+      std::fprintf(stderr, "cuSPARSELt %d\n", version);
+      for (const SparseLayout l : {SparseLayout::kSparseA, SparseLayout::kSparseAT, SparseLayout::kSparseB,
+                                   SparseLayout::kSparseBT}) {
+        if (l != SparseLayout::kSparseA && !sparse_layouts) continue;
+        if (!sparse24_layout_supported(l)) {
+          std::fprintf(stderr, "cuSPARSELt makes no plan for layout %s\n", sparse_layout_name(l));
+          continue;
+        }
+        const std::string suffix = l == SparseLayout::kSparseA ? "" : std::string("_") + sparse_layout_name(l);
+        sparse_rows.push_back({l, std::make_unique<SparseContext>(max_m, 11008, 11008, false, l),
+                               "sparse24_f16_default" + suffix, {}});
+        if (sparse_search && version >= 1000)
+          sparse_rows.push_back({l, std::make_unique<SparseContext>(max_m, 11008, 11008, true, l),
+                                 "sparse24_f16_searched" + suffix, {}});
+      }
+      if (sparse_search && version < 1000) std::fprintf(stderr, "cuSPARSELt < 0.10: no searched rows\n");
     } else {
       std::fprintf(stderr, "built without cuSPARSELt: no 2:4 sparse rows\n");
     }
@@ -225,8 +249,7 @@ int main(int argc, char** argv) {
       quantize_act_s8(x.data(), nullptr, w8a8_ctx.qx(), w8a8_ctx.sx(), max_m, k, wi8[0].k_pad(), 0.0f, s);
       // 2:4 sparse f16: the dense random weight with two of each four inputs zeroed (varying
       // positions), compressed once.
-      std::vector<Sparse24Weight> w24;
-      if (sparse_default) {
+      if (!sparse_rows.empty()) {
         std::vector<uint16_t> h = random_f16(static_cast<size_t>(n * k), ++seed, 0.05f);
         Rng r{seed};
         for (size_t g = 0; g < h.size() / 4; ++g) {
@@ -234,10 +257,12 @@ int main(int argc, char** argv) {
           for (int i = 0; i < 4; ++i)
             if (i != a && i != b) h[4 * g + i] = 0;
         }
-        w24.push_back(Sparse24Weight::upload_f16(*sparse_default, h.data(), n, k, "w24"));
-        while (static_cast<int>(w24.size()) < copies_for(w24[0].compressed_bytes())) w24.push_back(w24[0].clone());
+        for (SparseRow& sr : sparse_rows) {
+          sr.w.clear();  // the previous shape's copies
+          sr.w.push_back(Sparse24Weight::upload_f16(*sr.ctx, h.data(), n, k, "w24"));
+          while (static_cast<int>(sr.w.size()) < copies_for(sr.w[0].compressed_bytes())) sr.w.push_back(sr.w[0].clone());
+        }
       }
-      const int n24 = static_cast<int>(w24.size());
 
       for (int64_t m : ms) {
         const double flops = 2.0 * m * n * k, act = 2.0 * (m * k + m * n);
@@ -266,17 +291,15 @@ int main(int argc, char** argv) {
           if (int8_cutlass_available()) w8a8_row("w8a8_gemm_cutlass", Int8Backend::kCutlass, false);
           w8a8_row("w8a8_gemm_cublaslt", Int8Backend::kCublasLt, false);
           w8a8_row("w8a8_linear_dyn_quant", Int8Backend::kAuto, true);
-          if (sparse_default) {  // compressed weights are context-independent: w24 serves both
-            for (SparseContext* sc : {sparse_default.get(), sparse_ctx.get()}) {
-              if (!sc) continue;
-              sparse24_prepare(*sc, w24[0], m, s);  // plan (and search) outside the graph
-              const double t = time_per_call(s, batch, runs, [&](int i) {
-                linear_sparse24(*sc, w24[i % n24], x.data(), y.data(), m, s);
-              });
-              rows.push_back({n, k, m, sc == sparse_ctx.get() ? "sparse24_f16_searched" : "sparse24_f16_default",
-                              t * 1e6, static_cast<double>(w24[0].compressed_bytes()) + act, flops, t_cublas * 1e6});
-              log_row(rows.back());
-            }
+          for (SparseRow& sr : sparse_rows) {
+            const int n24 = static_cast<int>(sr.w.size());
+            sparse24_prepare(*sr.ctx, sr.w[0], m, s);  // plan (and search) outside the graph
+            const double t = time_per_call(s, batch, runs, [&](int i) {
+              linear_sparse24(*sr.ctx, sr.w[i % n24], x.data(), y.data(), m, s);
+            });
+            rows.push_back({n, k, m, sr.name, t * 1e6, static_cast<double>(sr.w[0].compressed_bytes()) + act, flops,
+                            t_cublas * 1e6});
+            log_row(rows.back());
           }
         }
         if (only_w8a8_sparse) continue;
@@ -325,7 +348,10 @@ int main(int argc, char** argv) {
       }
     }
 
-    if (sparse_ctx) std::fprintf(stderr, "cuSPARSELt configuration search (us per call):\n%s", sparse24_search_report(*sparse_ctx).c_str());
+    for (SparseRow& sr : sparse_rows)
+      if (!sparse24_search_report(*sr.ctx).empty())
+        std::fprintf(stderr, "cuSPARSELt configuration search, %s (us per call):\n%s", sr.name.c_str(),
+                     sparse24_search_report(*sr.ctx).c_str());
     std::printf("device: %s (%d SMs, L2 %d MB); copy bandwidth %.0f GB/s (1 GiB D2D, read+write); f16 GEMM 8192^3 %.0f TFLOP/s\n",
                 prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_bw * 1e-9, gemm_tflops);
     nlohmann::json j;
@@ -337,6 +363,9 @@ int main(int argc, char** argv) {
     j["runs"] = runs;
     j["empty_kernel_us"] = noop_us;
     j["w4_split_sweep"] = nlohmann::json::array();
+    j["cusparselt_version"] = sparse24_library_version();
+    for (SparseRow& sr : sparse_rows)
+      if (!sparse24_search_report(*sr.ctx).empty()) j["sparse_search_report"][sr.name] = sparse24_search_report(*sr.ctx);
     std::printf("empty kernel (per-launch overhead inside every figure): %.2f us\n", noop_us);
     std::printf("W4 g128 GEMV split-K sweep, us per call (asked splits -> used):");
     for (const Sweep& w : sweep) {
