@@ -6,7 +6,8 @@
 #   bash scripts/fetch_cusparselt.sh            download + unpack to .deps/cusparselt/{include,lib}
 #   bash scripts/fetch_cusparselt.sh --pack     also write .deps/cslt-pack/{include,a,b}: the
 #       library with the GPU code of every architecture but SM (default 90) zeroed, xz-compressed
-#       and split in two halves, each small enough for one device call's 64 MiB carry
+#       and split in two halves (b also holds the headers), each small enough for one device
+#       call's 64 MiB carry
 #   bash scripts/fetch_cusparselt.sh --unpack A B   (on the GPU machine) join the halves found in
 #       folders A and B into .deps/cusparselt/lib/libcusparseLt.so.0 and check its hash
 #
@@ -33,7 +34,7 @@ xz_decompress() {  # stdin -> stdout; python's lzma where the xz tool is missing
 if [ "${1:-}" = "--unpack" ]; then
   [ $# -eq 3 ] || { echo "usage: $0 --unpack FOLDER_A FOLDER_B" >&2; exit 2; }
   mkdir -p "$DEST/lib" "$DEST/include"
-  [ -d "$PACK/include" ] && cp "$PACK"/include/*.h "$DEST/include/"
+  cp "$3"/*.h "$DEST/include/"  # the headers travel with the second half
   rm -f "$DEST/lib/libcusparseLt.so.0"
   cat "$2"/lib.xz.part-aa "$3"/lib.xz.part-ab | xz_decompress > "$DEST/lib/libcusparseLt.so.0"
   want=$(cat "$3/lib.sha256" 2>/dev/null || cat "$2/lib.sha256")
@@ -66,6 +67,7 @@ echo "fetch_cusparselt: cuSPARSELt $VERSION in $DEST" >&2
 
 rm -rf "$PACK" && mkdir -p "$PACK/include" "$PACK/a" "$PACK/b"
 cp "$DEST"/include/*.h "$PACK/include/"
+cp "$DEST"/include/*.h "$PACK/b/"
 python3 - "$DEST/lib/libcusparseLt.so.0" "$PACK/libcusparseLt.so.0" "$SM" <<'PY'
 # Fatbinary: header {u32 magic, u16 version, u16 header size (16), u64 size}, then entries
 # {u16 kind (1 PTX, 2 ELF), u16 version, u32 header size, u64 payload size, ..., u32 arch at 28}.
