@@ -20,6 +20,7 @@
 #include "kernels/cuda/noop.hpp"
 #include "kernels/cuda/prefill.hpp"
 #include "kernels/cuda/quant_gemv.hpp"
+#include "kernels/cuda/quant_gemv_fused.hpp"
 #include "kernels/cuda/sparse_gemm.hpp"
 #include "runtime/ir/dtype.hpp"
 
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   int runs = 100;
   bool quick = false;
-  bool only_w8a8_sparse = false, sparse_search = false, sparse_layouts = false;
+  bool only_w8a8_sparse = false, sparse_search = false, sparse_layouts = false, tinyllama = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -126,10 +127,12 @@ int main(int argc, char** argv) {
       sparse_search = true;  // also time cuSPARSELt plans chosen by timing every configuration
     } else if (a == "--sparse-layouts") {
       sparse_layouts = true;  // 2:4 rows for every operand layout cuSPARSELt plans, not only kSparseA
+    } else if (a == "--tinyllama") {
+      tinyllama = true;  // TinyLlama-1.1B's decode linears (q|k|v, o, gate|up, down) at M = 1 and 16 instead
     } else if (a == "--w8a8-sparse") {
       only_w8a8_sparse = true;  // cuBLAS f16, W8A8 and 2:4 sparse rows only
     } else {
-      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search] [--sparse-layouts]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search] [--sparse-layouts] [--tinyllama]\n");
       return 2;
     }
   }
@@ -187,7 +190,11 @@ int main(int argc, char** argv) {
     };
     std::vector<Shape> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
     if (quick) shapes = {{11008, 4096}};
-    const std::vector<int64_t> ms = {1, 16, 128, 2048};
+    std::vector<int64_t> ms = {1, 16, 128, 2048};
+    if (tinyllama) {
+      shapes = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
+      ms = {1, 16};
+    }
     const int64_t max_m = 2048;
     std::vector<Row> rows;
     uint64_t seed = 10;
@@ -312,6 +319,23 @@ int main(int argc, char** argv) {
             rows.push_back({n, k, m, v.name, tv * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
             log_row(rows.back());
           }
+          if (gemv_fused_fits(w4[0].layout(), m)) {
+            // The fused GEMV without prologue/epilogue work (the K reduction inside one block), and
+            // its sensitivity to tiles per block (0: its own choice).
+            for (int tpb : {0, 1, 2, 4, 8}) {
+              const double tf = time_per_call(s, batch, tpb ? 50 : runs, [&](int i) {
+                gemv_fused(w4[i % n4], GemvPrologue{GemvPrologue::Kind::None, Act{x.data(), k, ActType::F16}},
+                           GemvEpilogue{Act{y.data(), n, ActType::F16}, nullptr, Act{}}, m, s, tpb);
+              });
+              if (tpb == 0) {
+                rows.push_back({n, k, m, "w4a16_g128_gemv_fused", tf * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+                log_row(rows.back());
+                sweep.push_back({n, k, m, -gemv_fused_tiles_per_block(w4[0].layout(), w4[0].sm_count()), 0, tf * 1e6});
+              } else {
+                sweep.push_back({n, k, m, -tpb, -1, tf * 1e6});
+              }
+            }
+          }
           for (int sp : {0, 1, 2, 4, 8, 16}) {  // split-K sensitivity (0: the planner's choice)
             GemvWorkspace& vw = ws;
             const GemvPlan plan = plan_gemv(w4[0].layout(), m, w4[0].sm_count(), ws.max_splits(), sp);
@@ -369,6 +393,16 @@ int main(int argc, char** argv) {
     std::printf("empty kernel (per-launch overhead inside every figure): %.2f us\n", noop_us);
     std::printf("W4 g128 GEMV split-K sweep, us per call (asked splits -> used):");
     for (const Sweep& w : sweep) {
+      if (w.splits_asked < 0) {  // gemv_fused, tiles per block = −splits_asked (splits 0: its own choice)
+        if (w.splits == 0)
+          std::printf("\n  %lldx%lld m=%lld: fused, own choice %d tiles/block -> %.2f", static_cast<long long>(w.n),
+                      static_cast<long long>(w.k), static_cast<long long>(w.m), -w.splits_asked, w.us);
+        else
+          std::printf(" | %d tiles/block %.2f", -w.splits_asked, w.us);
+        j["w4_fused_tpb_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"tiles_per_block", -w.splits_asked},
+                                           {"own_choice", w.splits == 0}, {"us", w.us}});
+        continue;
+      }
       if (w.splits_asked == 0)
         std::printf("\n  %lldx%lld m=%lld: planner %d -> %.2f", static_cast<long long>(w.n), static_cast<long long>(w.k),
                     static_cast<long long>(w.m), w.splits, w.us);

@@ -70,9 +70,8 @@ __device__ __forceinline__ void load8(const FusedArgs& p, const void* base, int 
 // x[0..m, 0..Kp) into shared memory (f16, zero past K), from the prologue's input. Every load of
 // a round (kRound vectors of 8 per thread) is issued before any is used: staging costs about one
 // L2 round trip per round (two for RMSNorm: the statistics first), not one per element.
-template <int PRO, int KC>
+template <int PRO, int KC, int kRound>
 __device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red, float* inv) {
-  constexpr int kRound = 2;
   const int vpr = p.w.chunks * KC / 8, total = p.m * vpr;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if constexpr (PRO == kRms) {
@@ -157,15 +156,23 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
   const int c0 = min(ks * p.cpw, p.w.chunks), c1 = min(c0 + p.cpw, p.w.chunks);
   const uint4* wp = p.w.packed + static_cast<size_t>(t) * p.w.chunks * 32 + lane;
 
-  B cur;
-  if (tile_ok) cur.load(p.w, wp, t, g, c0, c1);  // in flight while the activations are staged
+  // Two batches of weights in flight before the wait: they overlap the previous kernel's tail
+  // (launch overlap) and the staging below.
+  B b0, b1;
+  if (tile_ok) {
+    b0.load(p.w, wp, t, g, c0, c1);
+    b1.load(p.w, wp, t, g, c0 + kGemvPrefetch, c1);
+  }
   grid_dependency_wait();  // the input and output may belong to the kernel before this one
-  stage<PRO, KC>(p, xs, red, inv);
+  stage<PRO, KC, ASYM ? 1 : 2>(p, xs, red, inv);  // one round in flight where zero points take the registers
   __syncthreads();
 
-  // The epilogue's addends, loaded now so that their latency hides under the main loop.
+  // The epilogue's addends, loaded before the main loop so that their latency hides under it
+  // (after it where 16 tokens of asymmetric INT4 leave no registers for them).
+  constexpr bool kEarlyAdd = !(NT == 2 && ASYM);
   float add[NT][4] = {};
-  if (tile_ok && ks == 0 && (p.bias || p.res)) {
+  auto load_add = [&] {
+    if (!tile_ok || ks != 0 || !(p.bias || p.res)) return;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -178,26 +185,29 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
           add[nt][e] += p.res_f32 ? static_cast<const float*>(p.res)[r] : __half2float(static_cast<const __half*>(p.res)[r]);
         }
       }
-  }
+  };
+  if constexpr (kEarlyAdd) load_add();
 
   float acc[NT][4] = {};
   const __half* xrow[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) xrow[nt] = xs + min(nt * 8 + g, p.m - 1) * p.xs_stride + tig * 8;  // rows ≥ m: any valid row
+  auto consume = [&](B& b, int cb) {  // chunks cb .. of batch b, then b refills 2 batches ahead
+#pragma unroll
+    for (int i = 0; i < kGemvPrefetch; ++i) {
+      const int c = cb + i;
+      if (c >= c1) break;
+      const __half* xr[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) xr[nt] = xrow[nt] + c * KC;
+      chunk_mma<BITS, NT, ASYM>(b, i, xr, acc);
+    }
+    b.load(p.w, wp, t, g, cb + 2 * kGemvPrefetch, c1);
+  };
   if (tile_ok) {
-    for (int cb = c0; cb < c1; cb += kGemvPrefetch) {
-      B nxt;
-      nxt.load(p.w, wp, t, g, cb + kGemvPrefetch, c1);
-#pragma unroll
-      for (int i = 0; i < kGemvPrefetch; ++i) {
-        const int c = cb + i;
-        if (c >= c1) break;
-        const __half* xr[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) xr[nt] = xrow[nt] + c * KC;
-        chunk_mma<BITS, NT, ASYM>(cur, i, xr, acc);
-      }
-      cur = nxt;
+    for (int cb = c0; cb < c1; cb += 2 * kGemvPrefetch) {
+      consume(b0, cb);
+      if (cb + kGemvPrefetch < c1) consume(b1, cb + kGemvPrefetch);
     }
   }
   launch_dependents();
@@ -217,6 +227,7 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
         for (int e = 0; e < 4; ++e) acc[nt][e] += part[((warp + o) * NT * 4 + nt * 4 + e) * 32 + lane];
   }
   if (!tile_ok) return;
+  if constexpr (!kEarlyAdd) load_add();
   // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
