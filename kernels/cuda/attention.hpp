@@ -6,8 +6,13 @@
 //    masked away when causal) and moves the cache once per q head (GQA groups re-read it from L2).
 //  - attention_decode: for few queries per sequence (decode), split over the keys (flash-decoding):
 //    blocks take slices of the sequence, the last block of each (query, head) merges the slices'
-//    (max, sum, output) — one launch, no second kernel. Moves 4·len·Hkv·d bytes of cache per query
-//    row: ~0.4 MB per layer at 384 positions for TinyLlama (8 µs total per token at 1 TB/s).
+//    (max, sum, output) — one launch, no second kernel. head_dim 32, 64, 128: one block per GQA
+//    group (up to 8 q heads as the rows of a tensor-core tile, so K/V are read once per group),
+//    and the number of slices is decided on the device from the length: one slice (the output
+//    written directly, no merge) up to 2048 / (head_dim / 16) keys, then one per 256 / (head_dim /
+//    16) keys up to the launch's `splits`. Other head dims: one block per q head, always `splits`
+//    slices. Moves 4·len·Hkv·d bytes of cache per query row: ~0.4 MB per layer at 384 positions
+//    for TinyLlama.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -52,8 +57,10 @@ class AttentionWorkspace {
   DeviceBuffer<unsigned> counters_;
 };
 
-// Slices per (row, head) for attention_decode: about four blocks per SM (memory-level parallelism), at
-// most max_splits. Fixed per launch shape (not per length), so a captured graph stays valid.
+// The most slices per (row, head) for attention_decode: about four blocks per SM (memory-level
+// parallelism), at most max_splits. Fixed per launch shape (not per length), so a captured graph
+// stays valid; the kernel for head_dim 32/64/128 uses fewer while the sequence is short (blocks
+// beyond the count the length needs return at once).
 int attention_decode_splits(int64_t rows, int64_t q_heads, int sm_count, int max_splits);
 
 // Any head_dim ≤ 256 that is even; any number of rows (the general fallback, fastest for few).

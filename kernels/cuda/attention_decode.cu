@@ -1,4 +1,6 @@
-// Split-over-keys attention for few queries (attention.hpp): one warp per key at a time with the
+// Split-over-keys attention for few queries (attention.hpp). head_dim 32, 64, 128: a GQA group's
+// q heads per block on tensor cores with the slice count taken from the device-side length
+// (attention_decode_mma.cuh). Any other even head_dim ≤ 256: one warp per key at a time with the
 // head's dimensions spread over the lanes, an online softmax per warp, a merge across the block's
 // warps in shared memory, and across the slices by the last block to finish (threadFenceReduction).
 #include <cuda_fp16.h>
@@ -268,6 +270,8 @@ __global__ void __launch_bounds__(kWarps * 32) decode_kernel(const DecodeArgs a)
   }
 }
 
+#include "kernels/cuda/attention_decode_mma.cuh"
+
 }  // namespace
 
 AttentionWorkspace::AttentionWorkspace(int64_t max_rows, int64_t q_heads, int64_t head_dim, int max_splits)
@@ -322,22 +326,36 @@ DecodeArgs decode_args(Act q, const KvCacheView& cache, Act out, const Attention
   return a;
 }
 
-dim3 decode_grid(const AttentionParams& p, int splits) {
-  return dim3(static_cast<unsigned>(p.q_heads), static_cast<unsigned>(splits),
-              static_cast<unsigned>(std::min<int64_t>(p.batch * p.tokens, 65535)));
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The tensor-core kernel takes head_dim 32, 64, 128 over a 16-byte aligned cache.
+bool use_mma(const DecodeArgs& a) {
+  return (a.d == 32 || a.d == 64 || a.d == 128) && aligned16(a.kc) && aligned16(a.vc);
 }
 
-void launch_decode(const DecodeArgs& a, dim3 grid, int64_t head_dim, bool fuse, cudaStream_t stream) {
+template <bool FUSE>
+void launch_decode(const DecodeArgs& a, const AttentionParams& p, int splits, cudaStream_t stream) {
+  const unsigned rows = static_cast<unsigned>(std::min<int64_t>(p.batch * p.tokens, 65535));
+  if (use_mma(a)) {
+    const int64_t group = p.q_heads / p.kv_heads, chunks = (group + kGroupRows - 1) / kGroupRows;
+    const dim3 grid(static_cast<unsigned>(p.kv_heads * chunks), static_cast<unsigned>(splits), rows);
+    const dim3 block(kMmaWarps * 32);
+    if (a.d == 32)
+      launch_pdl(decode_kernel_mma<2, FUSE>, grid, block, stream, a);
+    else if (a.d == 64)
+      launch_pdl(decode_kernel_mma<4, FUSE>, grid, block, stream, a);
+    else
+      launch_pdl(decode_kernel_mma<8, FUSE>, grid, block, stream, a);
+    return;
+  }
+  const dim3 grid(static_cast<unsigned>(p.q_heads), static_cast<unsigned>(splits), rows);
   const dim3 block(kWarps * 32);
-  if (head_dim <= 64)
-    fuse ? launch_pdl(decode_kernel<1, true>, grid, block, stream, a)
-         : launch_pdl(decode_kernel<1, false>, grid, block, stream, a);
-  else if (head_dim <= 128)
-    fuse ? launch_pdl(decode_kernel<2, true>, grid, block, stream, a)
-         : launch_pdl(decode_kernel<2, false>, grid, block, stream, a);
+  if (p.head_dim <= 64)
+    launch_pdl(decode_kernel<1, FUSE>, grid, block, stream, a);
+  else if (p.head_dim <= 128)
+    launch_pdl(decode_kernel<2, FUSE>, grid, block, stream, a);
   else
-    fuse ? launch_pdl(decode_kernel<4, true>, grid, block, stream, a)
-         : launch_pdl(decode_kernel<4, false>, grid, block, stream, a);
+    launch_pdl(decode_kernel<4, FUSE>, grid, block, stream, a);
 }
 
 }  // namespace
@@ -346,7 +364,7 @@ void attention_decode(Act q, const KvCacheView& cache, Act out, const AttentionP
                       AttentionWorkspace& ws, int splits, cudaStream_t stream) {
   const DecodeArgs a = decode_args(q, cache, out, p, past, ws, splits);
   if (a.rows == 0) return;
-  launch_decode(a, decode_grid(p, splits), p.head_dim, false, stream);
+  launch_decode<false>(a, p, splits, stream);
   LLMC_CUDA_CHECK_LAUNCH("attention_decode");
 }
 
@@ -370,7 +388,7 @@ void attention_decode_append(Act q, Act k, Act v, const KvCacheView& cache, Act 
   a.rot = rope ? static_cast<int>(rope->rot_dim) : 0;
   a.half = a.rot / 2;
   a.neox = rope ? rope->neox : true;
-  launch_decode(a, decode_grid(p, splits), p.head_dim, true, stream);
+  launch_decode<true>(a, p, splits, stream);
   LLMC_CUDA_CHECK_LAUNCH("attention_decode_append");
 }
 

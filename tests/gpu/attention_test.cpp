@@ -1,7 +1,9 @@
 // Rotary, KV-cache append and attention (rotary.hpp, attention.hpp) against the CPU twins
 // kernels::cpu::rotary and kernels::cpu::attention on random f16 inputs: neox and interleaved,
 // rotary_dim < head_dim, GQA, causal and not, prefill (flash) and decode (split over keys) with a
-// cache already holding positions, and a captured CUDA graph replayed as the position advances.
+// cache already holding positions, and captured CUDA graphs replayed as the position advances in
+// device memory across the lengths where the decode kernel's slice count changes (one slice up to
+// 2048 / (head_dim / 16) keys, then one per 256 / (head_dim / 16), capped by the launch's grid).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -154,6 +156,12 @@ TEST_CASE("split-K decode attention matches the CPU twin") {
       {4, 1, 200, 9, 3, 64, 64, true, true, true, "batch 4, SmolLM heads"},
       {2, 3, 77, 8, 2, 48, 48, true, false, true, "3 tokens, d48 (no flash kernel for it)"},
       {1, 5, 1000, 4, 2, 256, 128, false, true, true, "d256, not causal, 1000 cached"},
+      {1, 1, 600, 32, 4, 64, 64, true, true, true, "TinyLlama heads at 601 positions: 10 slices"},
+      {1, 3, 510, 8, 2, 64, 64, true, true, true, "3 tokens at 511, 512, 513 keys: 1, 1, 9 slices"},
+      {1, 4, 700, 8, 2, 64, 64, false, true, true, "not causal, 4 tokens, d64"},
+      {2, 1, 300, 16, 1, 128, 128, true, true, true, "MQA 16/1 d128: two head groups, 301 keys"},
+      {1, 1, 1500, 4, 2, 32, 32, true, false, true, "d32, 1501 keys: 12 slices"},
+      {2, 2, 100, 6, 3, 128, 64, true, true, true, "d128, 2 tokens, one slice"},
   };
   uint32_t seed = 200;
   for (const auto& c : cases) run_case(c, Mode::Decode, seed += 10);
@@ -167,55 +175,112 @@ TEST_CASE("decode attention with the cache append folded in (one token) matches 
       {4, 1, 200, 9, 3, 64, 32, true, false, true, "batch 4, interleaved partial rotary"},
       {2, 1, 77, 4, 4, 48, 48, true, true, false, "no rotary, d48"},
       {1, 1, 1000, 4, 2, 256, 128, false, true, true, "d256, not causal"},
+      {1, 1, 255, 32, 4, 64, 64, true, true, true, "TinyLlama heads at 256 positions: one slice"},
+      {1, 1, 2000, 32, 4, 64, 64, true, true, true, "TinyLlama heads at 2001 positions: 17 slices (grid cap)"},
+      {2, 1, 520, 12, 2, 128, 64, true, false, true, "GQA 6, d128, interleaved partial rotary, 521 keys"},
+      {1, 1, 40, 32, 1, 32, 32, true, true, true, "MQA 32/1 d32: four head groups"},
+      {3, 1, 90, 8, 8, 64, 64, false, true, false, "MHA, no rotary, not causal"},
   };
   uint32_t seed = 400;
   for (const auto& c : cases) run_case(c, Mode::DecodeAppend, seed += 10);
 }
 
-TEST_CASE("a captured decode step replays at advancing positions (offset in device memory)") {
-  LLMC_REQUIRE_GPU();
-  const int64_t hq = 8, hkv = 2, d = 64, cap = 40, qw = hq * d, kw = hkv * d, row_w = qw + 2 * kw, steps = 6;
-  const HalfData init_k = random_half(cap * kw, 301), init_v = random_half(cap * kw, 302);
-  kcu::DeviceBuffer<uint16_t> dk(init_k.bits), dv(init_v.bits), dqkv(row_w), dout(qw);
-  kcu::DeviceBuffer<int32_t> past(std::vector<int32_t>{20});
+namespace {
+
+struct ReplayCase {
+  int64_t batch, hq, hkv, d, start, steps;
+  bool fused;  // attention_decode_append, else kv_append + attention_decode
+  const char* name;
+};
+
+// Captures one decode step (attention + position increment) in a CUDA graph and replays it
+// `steps` times from position `start`; each replay is compared with the CPU rotary + attention
+// over the sequence so far, and the cache's appended rows at the end.
+void run_replay(const ReplayCase& c, uint32_t seed) {
+  CAPTURE(c.name);
+  const int64_t B = c.batch, d = c.d, qw = c.hq * d, kw = c.hkv * d, row_w = qw + 2 * kw;
+  const int64_t cap = c.start + c.steps + 2;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const HalfData init_k = random_half(B * cap * kw, seed), init_v = random_half(B * cap * kw, seed + 1);
+  kcu::DeviceBuffer<uint16_t> dk(init_k.bits), dv(init_v.bits), dqkv(B * row_w), dout(B * qw);
+  kcu::DeviceBuffer<int32_t> past(std::vector<int32_t>{static_cast<int32_t>(c.start)});
   kcu::DeviceBuffer<float> inv(kcu::rope_inv_freq(10000.0, d));
-  kcu::AttentionWorkspace ws(1, hq, d, 32);
-  const kcu::KvCacheView cache{dk.data(), dv.data(), cap, hkv, d};
+  kcu::AttentionWorkspace ws(B, c.hq, d, 32);
+  const kcu::KvCacheView cache{dk.data(), dv.data(), cap, c.hkv, d};
   const kcu::RopeParams rope{inv.data(), d, true};
-  const kcu::AttentionParams p{1, 1, hq, hkv, d, 0.125f, true};
+  const kcu::AttentionParams p{B, 1, c.hq, c.hkv, d, scale, true};
+  const int splits = kcu::attention_decode_splits(B, c.hq, 132, 32);
   cudaStream_t s;
   REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
-  kcu::kv_append(f16_view(dqkv, row_w, 0), hq, f16_view(dqkv, row_w, qw), f16_view(dqkv, row_w, qw + kw), cache, 1, 1,
-                 &rope, past.data(), s);
-  kcu::attention_decode(f16_view(dqkv, row_w, 0), cache, f16_view(dout, qw), p, past.data(), ws,
-                        kcu::attention_decode_splits(1, hq, 132, 32), s);
+  if (c.fused) {
+    kcu::attention_decode_append(f16_view(dqkv, row_w, 0), f16_view(dqkv, row_w, qw), f16_view(dqkv, row_w, qw + kw),
+                                 cache, f16_view(dout, qw), p, &rope, past.data(), ws, splits, s);
+  } else {
+    kcu::kv_append(f16_view(dqkv, row_w, 0), c.hq, f16_view(dqkv, row_w, qw), f16_view(dqkv, row_w, qw + kw), cache,
+                   B, 1, &rope, past.data(), s);
+    kcu::attention_decode(f16_view(dqkv, row_w, 0), cache, f16_view(dout, qw), p, past.data(), ws, splits, s);
+  }
   kcu::advance_position(past.data(), 1, s);
   REQUIRE(cudaStreamEndCapture(s, &graph) == cudaSuccess);
   REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
 
-  std::vector<float> kc(init_k.vals.begin(), init_k.vals.begin() + 20 * kw),
-      vc(init_v.vals.begin(), init_v.vals.begin() + 20 * kw);
-  for (int64_t t = 0; t < steps; ++t) {
+  std::vector<std::vector<float>> kc(B), vc(B);  // per sequence, positions so far, f32
+  for (int64_t b = 0; b < B; ++b) {
+    kc[b].assign(init_k.vals.begin() + b * cap * kw, init_k.vals.begin() + (b * cap + c.start) * kw);
+    vc[b].assign(init_v.vals.begin() + b * cap * kw, init_v.vals.begin() + (b * cap + c.start) * kw);
+  }
+  for (int64_t t = 0; t < c.steps; ++t) {
     CAPTURE(t);
-    const HalfData x = random_half(row_w, 310 + static_cast<uint32_t>(t));
+    const int64_t pos = c.start + t;
+    const HalfData x = random_half(B * row_w, seed + 10 + static_cast<uint32_t>(t));
     dqkv.upload(x.bits);
     REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
     REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
-    std::vector<float> q(x.vals.begin(), x.vals.begin() + qw), k(x.vals.begin() + qw, x.vals.begin() + qw + kw),
-        v(x.vals.begin() + qw + kw, x.vals.end());
-    kcpu::rotary(q.data(), 1, hq, d, d, 20 + t, 10000.0, true);
-    kcpu::rotary(k.data(), 1, hkv, d, d, 20 + t, 10000.0, true);
-    kc.insert(kc.end(), k.begin(), k.end());
-    vc.insert(vc.end(), v.begin(), v.end());
-    std::vector<float> ref(qw);
-    kcpu::attention(q.data(), kc.data(), vc.data(), ref.data(), 1, 21 + t, hq, hkv, d, 0.125f, true);
-    expect_close(f16_values(dout.download()), ref, {kHalfUlp, 0, 4e-3}, "replayed decode step");
+    const auto got = f16_values(dout.download());
+    for (int64_t b = 0; b < B; ++b) {
+      const float* r = x.vals.data() + b * row_w;
+      std::vector<float> q(r, r + qw), k(r + qw, r + qw + kw), v(r + qw + kw, r + row_w);
+      kcpu::rotary(q.data(), 1, c.hq, d, d, pos, 10000.0, true);
+      kcpu::rotary(k.data(), 1, c.hkv, d, d, pos, 10000.0, true);
+      kc[b].insert(kc[b].end(), k.begin(), k.end());
+      vc[b].insert(vc[b].end(), v.begin(), v.end());
+      std::vector<float> ref(qw);
+      kcpu::attention(q.data(), kc[b].data(), vc[b].data(), ref.data(), 1, pos + 1, c.hq, c.hkv, d, scale, true);
+      const std::vector<float> g(got.begin() + b * qw, got.begin() + (b + 1) * qw);
+      expect_close(g, ref, {kHalfUlp, 0, 4e-3}, "replayed decode step");
+    }
   }
-  CHECK(past.download()[0] == 20 + steps);
+  CHECK(past.download()[0] == c.start + c.steps);
+  const auto got_k = f16_values(dk.download()), got_v = f16_values(dv.download());
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = c.steps * kw, at = (b * cap + c.start) * kw;
+    const std::vector<float> gk(got_k.begin() + at, got_k.begin() + at + n), gv(got_v.begin() + at, got_v.begin() + at + n),
+        rk(kc[b].end() - n, kc[b].end()), rv(vc[b].end() - n, vc[b].end());
+    expect_close(gk, rk, {kHalfUlp + 1e-6, 0, 1e-6}, "appended keys");
+    CHECK(gv == rv);
+  }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(s);
+}
+
+}  // namespace
+
+TEST_CASE("a captured decode step replays at advancing positions (offset in device memory)") {
+  LLMC_REQUIRE_GPU();
+  const ReplayCase cases[] = {
+      {1, 8, 2, 64, 20, 6, false, "short context, one slice"},
+      {1, 8, 2, 64, 20, 6, true, "short context, one slice, cache append folded in"},
+      {1, 32, 4, 64, 509, 6, true, "TinyLlama heads from 510 to 515 keys: 1 then 9 slices"},
+      {1, 32, 4, 64, 1020, 8, true, "TinyLlama heads from 1021 to 1028 keys: 16 then 17 slices (grid cap)"},
+      {1, 32, 4, 64, 1020, 8, false, "the same without the append folded in"},
+      {2, 8, 2, 128, 253, 6, false, "d128, batch 2, from 254 to 259 keys: 1 then 9 slices"},
+      {1, 16, 1, 32, 1020, 8, true, "MQA 16/1 d32 from 1021 to 1028 keys: 1 then 9 slices"},
+      {1, 4, 2, 48, 30, 4, true, "d48 (general kernel)"},
+  };
+  uint32_t seed = 600;
+  for (const auto& c : cases) run_replay(c, seed += 40);
 }

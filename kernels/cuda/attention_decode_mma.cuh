@@ -1,0 +1,286 @@
+// Decode attention for head_dim 32, 64 or 128 on tensor cores, included by attention_decode.cu
+// (which holds DecodeArgs, weight() and the general kernel for every other head_dim).
+//
+// One block per (row, KV head, up to 8 of its q heads, slice of keys): the GQA group's q heads are
+// the rows of one m16n8k16 tile (rows 8..15 zero), so each K/V row is read once for all of them
+// instead of once per q head, and S = Q·Kᵀ and O += P·V are two MMAs per 8 or 16 keys instead of
+// a warp reduction per key and head (FlashAttention-2 §3.1's register layout, applied to decode).
+// The number of slices is decided on the device from *past, not at launch: up to kSingle keys
+// (all of them in flight at once: 8 warps × kSteps × 16 keys) take one slice that writes the
+// output directly — no partials, fence, counter or merge; beyond that about kMulti keys per slice,
+// at most the launch's grid.y slices. Blocks past the row's slice count return at once, so the
+// grid (and a captured graph) stays fixed while the length grows. Every block of a (row, head
+// group) reads the same *past, so all agree on the slice count the arrival counter waits for.
+#pragma once
+
+constexpr int kMmaWarps = 8;
+constexpr int kGroupRows = 8;  // q heads per block: the rows g = lane / 4 of the MMA tile
+
+// head_dim = 16·KD. The thread (g = lane / 4, t = lane % 4) of an MMA holds k indices 2t, 2t+1,
+// 2t+8, 2t+9; dimension order inside a dot product is free as long as Q and K agree, so k chunk c
+// of lane t is dims t·d/4 + 4c .. + 3: each lane loads one contiguous d/4 of a key row. For P·V,
+// output column n of n-tile nt is dim n·d/8 + nt, so each lane loads one contiguous d/8 of a V row.
+template <int KD>
+struct MmaDecode {
+  static constexpr int D = 16 * KD;
+  // 16-key steps per warp in flight: 128 registers of K/V (64 for d = 128, where more spill).
+  static constexpr int kSteps = KD >= 8 ? 1 : 16 / KD;
+  static constexpr int kSingle = 2048 / KD;  // keys of one slice: 128 KB of K and V
+  static constexpr int kMulti = 256 / KD;    // keys per slice beyond kSingle
+  static constexpr int KW = 2 * KD;          // words of K per lane per key
+  static constexpr int VW = KD;              // words of V per lane per key
+};
+
+// n 32-bit words from p (16-byte aligned when n % 4 == 0, else 8-byte), or zeros when !ok.
+template <int N>
+__device__ __forceinline__ void load_words(uint32_t (&w)[N], const __half* p, bool ok) {
+  if constexpr (N % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const uint4 v = ok ? reinterpret_cast<const uint4*>(p)[i] : make_uint4(0, 0, 0, 0);
+      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+    }
+  } else {
+    static_assert(N % 2 == 0);
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      const uint2 v = ok ? reinterpret_cast<const uint2*>(p)[i] : make_uint2(0, 0);
+      w[2 * i] = v.x, w[2 * i + 1] = v.y;
+    }
+  }
+}
+
+template <int KD, bool FUSE>
+__global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const DecodeArgs a) {
+  using C = MmaDecode<KD>;
+  constexpr int D = C::D, S = C::kSteps;
+  __shared__ __align__(16) __half sm_q[kGroupRows][D];
+  __shared__ __align__(16) __half sm_kn[FUSE ? D : 8];
+  __shared__ __align__(16) __half sm_vn[FUSE ? D : 8];
+  __shared__ float sm_m[kMmaWarps][kGroupRows], sm_l[kMmaWarps][kGroupRows];
+  __shared__ float sm_acc[kMmaWarps][kGroupRows][D];
+  __shared__ bool last_block;
+  pdl_begin();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int group = a.hq / a.hkv, chunks = (group + kGroupRows - 1) / kGroupRows;
+  const int kvh = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
+  const int h0 = kvh * group + chunk * kGroupRows, nh = min(kGroupRows, group - chunk * kGroupRows);
+  const int s = blockIdx.y;
+  const int past = *a.past;
+  const int64_t kstride = static_cast<int64_t>(a.hkv) * D;  // between positions of the cache
+  for (int64_t row = blockIdx.z; row < a.rows; row += gridDim.z) {
+    const int64_t b = row / a.tokens;
+    const int i = static_cast<int>(row % a.tokens);
+    const int len = a.causal ? past + i + 1 : past + a.tokens;
+
+    // q of the group's heads (with FUSE also this token's k and v) go to shared memory as f16,
+    // q and k rotated as kv_append would store them. Their loads go out first, before *past is
+    // known; block (s = 0, chunk 0) writes k, v to the cache at past.
+    constexpr int kStaged = (FUSE ? kGroupRows + 2 : kGroupRows) * D;
+    constexpr int kPer = (kStaged + kMmaWarps * 32 - 1) / (kMmaWarps * 32);
+    float xs[kPer], xo[kPer], fr[kPer];  // the element, its rotation partner, the frequency
+    bool rot[kPer], first[kPer];          // rotated; the first of its pair
+#pragma unroll
+    for (int r = 0; r < kPer; ++r) {
+      const int idx = threadIdx.x + r * kMmaWarps * 32, hh = idx / D, dd = idx % D;
+      const __half* src = nullptr;
+      if (idx < kStaged) {
+        if (hh < nh)
+          src = a.q + row * a.ldq + static_cast<int64_t>(h0 + hh) * D;
+        else if (FUSE && hh == kGroupRows)
+          src = a.kn + row * a.ldk + static_cast<int64_t>(kvh) * D;
+        else if (FUSE && hh == kGroupRows + 1)
+          src = a.vn + row * a.ldv + static_cast<int64_t>(kvh) * D;
+      }
+      rot[r] = FUSE && src && a.inv_freq && hh <= kGroupRows && dd < a.rot;
+      xs[r] = src ? __half2float(src[dd]) : 0.0f;  // rows nh.. of the tile stay zero
+      xo[r] = fr[r] = 0.0f;
+      first[r] = a.neox ? dd < a.half : dd % 2 == 0;
+      if (rot[r]) {
+        const int pi = a.neox ? (first[r] ? dd : dd - a.half) : dd / 2;
+        xo[r] = __half2float(src[a.neox ? (first[r] ? dd + a.half : pi) : (first[r] ? dd + 1 : dd - 1)]);
+        fr[r] = a.inv_freq[pi];
+      }
+    }
+
+    const int nsplit = len <= C::kSingle ? 1 : min(a.splits, (len + C::kMulti - 1) / C::kMulti);
+    if (s >= nsplit) continue;  // the same for the whole block
+    const int per = (len + nsplit - 1) / nsplit;
+    const int j0 = s * per, j1 = min(len, j0 + per);
+    const int jg = FUSE ? min(j1, past) : j1;  // keys [j0, jg) come from the cache
+    const int groups = max(0, (j1 - j0 + 15) / 16);
+    const __half* kb = a.kc + (b * a.cap * a.hkv + kvh) * D + t * (D / 4);
+    const __half* vb = a.vc + (b * a.cap * a.hkv + kvh) * D + g * (D / 8);
+
+    // Warp w takes 16-key groups w, w + 8, .. w + 8·(S − 1), then the next 8·S. The first batch of
+    // loads goes out before q is rotated, so the cache round trip overlaps it.
+    uint32_t kf[S][2][C::KW], vf[S][4][C::VW];
+    auto load = [&](int g0) {
+#pragma unroll
+      for (int u = 0; u < S; ++u) {
+        const int jb = j0 + (g0 + u * kMmaWarps) * 16;
+#pragma unroll
+        for (int tau = 0; tau < 2; ++tau) {
+          const int j = jb + tau * 8 + g;
+          load_words(kf[u][tau], kb + j * kstride, j < jg);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int j = jb + 2 * t + (q & 1) + (q >> 1) * 8;
+          load_words(vf[u][q], vb + j * kstride, j < jg);
+        }
+      }
+    };
+    int g0 = warp;
+    if (g0 < groups) load(g0);
+
+#pragma unroll
+    for (int r = 0; r < kPer; ++r) {
+      const int idx = threadIdx.x + r * kMmaWarps * 32, hh = idx / D, dd = idx % D;
+      if (idx >= kStaged) break;
+      float x = xs[r];
+      if (rot[r]) {  // (x0, x1) → (x0·cos − x1·sin, x1·cos + x0·sin), the arithmetic of rotate_smem
+        float sn, cs;
+        sincosf(static_cast<float>(past) * fr[r], &sn, &cs);
+        x = first[r] ? xs[r] * cs - xo[r] * sn : xs[r] * cs + xo[r] * sn;
+      }
+      const __half hx = __float2half_rn(x);
+      if (hh < kGroupRows) {
+        sm_q[hh][dd] = hx;
+      } else if constexpr (FUSE) {
+        const bool is_k = hh == kGroupRows;
+        (is_k ? sm_kn : sm_vn)[dd] = hx;
+        if (s == 0 && chunk == 0) (is_k ? a.kcw : a.vcw)[((b * a.cap + past) * a.hkv + kvh) * D + dd] = hx;
+      }
+    }
+    __syncthreads();
+    uint32_t qa[C::KW];  // lane's d/4 dims of head g: words 2c, 2c + 1 are a0, a2 of k chunk c
+    {
+      uint32_t w[C::KW];
+      load_words(w, &sm_q[g][t * (D / 4)], true);
+#pragma unroll
+      for (int c = 0; c < C::KW; ++c) qa[c] = w[c];
+    }
+
+    float m = -INFINITY, l = 0.0f, acc[2 * KD][2] = {};  // rows g; n-tile nt, columns 2t, 2t + 1
+    while (g0 < groups) {
+#pragma unroll
+      for (int u = 0; u < S; ++u) {
+        const int jb = j0 + (g0 + u * kMmaWarps) * 16;
+        if (jb >= j1) break;  // warp-uniform
+        if constexpr (FUSE) {  // the new key and value come from shared memory
+#pragma unroll
+          for (int tau = 0; tau < 2; ++tau)
+            if (jb + tau * 8 + g == past) load_words(kf[u][tau], sm_kn + t * (D / 4), true);
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            if (jb + 2 * t + (q & 1) + (q >> 1) * 8 == past) load_words(vf[u][q], sm_vn + g * (D / 8), true);
+        }
+        float sc[2][2];
+#pragma unroll
+        for (int tau = 0; tau < 2; ++tau) {
+          float c4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+          for (int c = 0; c < KD; ++c) {
+            const uint32_t a4[4] = {qa[2 * c], 0u, qa[2 * c + 1], 0u};
+            mma_16816(c4, a4, kf[u][tau][2 * c], kf[u][tau][2 * c + 1]);
+          }
+          const int j = jb + tau * 8 + 2 * t;
+          sc[tau][0] = j < j1 ? c4[0] * a.scale_log2 : -INFINITY;
+          sc[tau][1] = j + 1 < j1 ? c4[1] * a.scale_log2 : -INFINITY;
+        }
+        float mx = fmaxf(fmaxf(sc[0][0], sc[0][1]), fmaxf(sc[1][0], sc[1][1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m, mx), corr = weight(m, m_new);
+        // P rounded to f16 for the MMA; l sums the rounded weights so that O / l stays a convex
+        // combination of the values.
+        const __half2 p0 = __floats2half2_rn(weight(sc[0][0], m_new), weight(sc[0][1], m_new));
+        const __half2 p1 = __floats2half2_rn(weight(sc[1][0], m_new), weight(sc[1][1], m_new));
+        const float2 f0 = __half22float2(p0), f1 = __half22float2(p1);
+        l = l * corr + ((f0.x + f0.y) + (f1.x + f1.y));
+        m = m_new;
+        const uint32_t pa[4] = {as_u32(p0), 0u, as_u32(p1), 0u};
+#pragma unroll
+        for (int nt = 0; nt < 2 * KD; ++nt) {
+          const uint32_t sel = nt & 1 ? 0x7632u : 0x5410u;  // high or low halves of two words
+          const uint32_t b0 = __byte_perm(vf[u][0][nt / 2], vf[u][1][nt / 2], sel);
+          const uint32_t b1 = __byte_perm(vf[u][2][nt / 2], vf[u][3][nt / 2], sel);
+          float c4[4] = {acc[nt][0] * corr, acc[nt][1] * corr, 0.0f, 0.0f};
+          mma_16816(c4, pa, b0, b1);
+          acc[nt][0] = c4[0];
+          acc[nt][1] = c4[1];
+        }
+      }
+      g0 += kMmaWarps * S;
+      if (g0 < groups) load(g0);
+    }
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (t == 0) {
+      sm_m[warp][g] = m;
+      sm_l[warp][g] = l;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2 * KD; ++nt) {
+      sm_acc[warp][g][(2 * t) * (D / 8) + nt] = acc[nt][0];
+      sm_acc[warp][g][(2 * t + 1) * (D / 8) + nt] = acc[nt][1];
+    }
+    __syncthreads();
+
+    // Merge the warps; one slice: the output, else this slice's partial (max, sum, output).
+    const int64_t rh0 = row * a.hq + h0;
+    for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+      const int hh = idx / D, dd = idx % D;
+      float bm = -INFINITY;
+#pragma unroll
+      for (int w = 0; w < kMmaWarps; ++w) bm = fmaxf(bm, sm_m[w][hh]);
+      float bl = 0.0f, o = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kMmaWarps; ++w) {
+        const float wt = weight(sm_m[w][hh], bm);
+        bl += sm_l[w][hh] * wt;
+        o += sm_acc[w][hh][dd] * wt;
+      }
+      if (nsplit == 1) {
+        a.out[row * a.ldo + static_cast<int64_t>(h0 + hh) * D + dd] = __float2half_rn(o / bl);
+      } else {
+        float* part = a.ws + ((rh0 + hh) * a.splits + s) * (D + 2);
+        if (dd == 0) {
+          part[0] = bm;
+          part[1] = bl;
+        }
+        part[2 + dd] = o;
+      }
+    }
+    if (nsplit > 1) {
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0)
+        last_block = atomicAdd(a.counters + rh0, 1u) == static_cast<unsigned>(nsplit - 1);
+      __syncthreads();
+      if (last_block) {
+        __threadfence();
+        // Each thread merges its (head, dim) over the slices in one pass (online, as in the key
+        // loop): all of its loads are independent, so they go out together.
+        for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
+          const int hh = idx / D, dd = idx % D;
+          const float* parts = a.ws + (rh0 + hh) * a.splits * (D + 2);
+          float gm = -INFINITY, gl = 0.0f, go = 0.0f;
+#pragma unroll 4
+          for (int sp = 0; sp < nsplit; ++sp) {
+            const float* ps = parts + sp * (D + 2);
+            const float ms = __ldcg(ps), ls = __ldcg(ps + 1), os = __ldcg(ps + 2 + dd);
+            const float m_new = fmaxf(gm, ms), c_old = weight(gm, m_new), c_new = weight(ms, m_new);
+            gl = gl * c_old + ls * c_new;
+            go = go * c_old + os * c_new;
+            gm = m_new;
+          }
+          a.out[row * a.ldo + static_cast<int64_t>(h0 + hh) * D + dd] = __float2half_rn(go / gl);
+        }
+        if (threadIdx.x == 0) a.counters[rh0] = 0;  // ready for the next launch (stream order)
+      }
+    }
+    __syncthreads();  // shared memory is reused by the next row
+  }
+}
