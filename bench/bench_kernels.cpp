@@ -171,12 +171,13 @@ int main(int argc, char** argv) {
                  gemm_tflops, noop_us);
     // Launch variants of the W4 GEMV (quant_gemv.hpp, GemvOptions): the default overlaps each
     // launch with the previous kernel's tail; "serial" shows what that is worth.
-    GemvWorkspace ws(11008, 16);
+    constexpr int64_t kMaxRows = 11264;  // the largest N of the shapes below (--tinyllama: gate|up)
+    GemvWorkspace ws(kMaxRows, 16);
     struct Variant {
       const char* name;
       GemvWorkspace ws;
     };
-    Variant variants[] = {{"w4a16_g128_gemv_serial", GemvWorkspace(11008, 16, GemvOptions{false})}};
+    Variant variants[] = {{"w4a16_g128_gemv_serial", GemvWorkspace(kMaxRows, 16, GemvOptions{false})}};
     PrefillPipeline pipe;
     struct Sweep {
       int64_t n, k, m;
@@ -196,9 +197,11 @@ int main(int argc, char** argv) {
       ms = {1, 16};
     }
     const int64_t max_m = 2048;
+    int64_t max_n = 0, max_k = 0;  // the contexts below cover every shape
+    for (const Shape& sh : shapes) max_n = std::max(max_n, sh.n), max_k = std::max(max_k, sh.k);
     std::vector<Row> rows;
     uint64_t seed = 10;
-    W8A8Context w8a8_ctx(max_m, 11008, 11008);
+    W8A8Context w8a8_ctx(max_m, max_n, max_k);
     // 2:4 sparse: per operand layout, cuSPARSELt's default configuration and (--sparse-search,
     // cuSPARSELt >= 0.10) the searched one; weights are compressed per layout
     struct SparseRow {
@@ -219,10 +222,10 @@ int main(int argc, char** argv) {
           continue;
         }
         const std::string suffix = l == SparseLayout::kSparseA ? "" : std::string("_") + sparse_layout_name(l);
-        sparse_rows.push_back({l, std::make_unique<SparseContext>(max_m, 11008, 11008, false, l),
+        sparse_rows.push_back({l, std::make_unique<SparseContext>(max_m, max_n, max_k, false, l),
                                "sparse24_f16_default" + suffix, {}});
         if (sparse_search && version >= 1000)
-          sparse_rows.push_back({l, std::make_unique<SparseContext>(max_m, 11008, 11008, true, l),
+          sparse_rows.push_back({l, std::make_unique<SparseContext>(max_m, max_n, max_k, true, l),
                                  "sparse24_f16_searched" + suffix, {}});
       }
       if (sparse_search && version < 1000) std::fprintf(stderr, "cuSPARSELt < 0.10: no searched rows\n");
