@@ -45,5 +45,6 @@ int cmd_quantize(int argc, char** argv);
 int cmd_prune(int argc, char** argv);
 int cmd_compress(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 
 }  // namespace llmc::cli

@@ -21,6 +21,7 @@ const char* kUsage =
     "  prune MODEL -o F     magnitude, wanda or sparsegpt; unstructured or N:M (2:4)\n"
     "  compress MODEL -o F --recipe R.yaml   several stages from a recipe\n"
     "  bench MODEL          prefill and decode speed, memory, bandwidth\n"
+    "  tokenize MODEL --data F -o IDS   token ids of a text file (for eval --tokens, --calib-tokens)\n"
     "\n"
     "MODEL is a Hugging Face directory, an .onnx, .gguf or .llmc file.\n"
     "Run 'llmcompress <command> --help' for the options of a command.\n";
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, int (*)(int, char**)> commands = {
       {"inspect", cli::cmd_inspect}, {"run", cli::cmd_run},          {"eval", cli::cmd_eval},
       {"quantize", cli::cmd_quantize}, {"prune", cli::cmd_prune}, {"compress", cli::cmd_compress},
-      {"bench", cli::cmd_bench}};
+      {"bench", cli::cmd_bench},       {"tokenize", cli::cmd_tokenize}};
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
