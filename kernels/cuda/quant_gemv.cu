@@ -3,6 +3,7 @@
 // ("swap AB"), so each weight is dequantized once whatever m is; split-K across blocks.
 #include <cuda_fp16.h>
 
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/quant_gemv.hpp"
 #include "kernels/cuda/quant_gemv_tile.cuh"
 
@@ -146,20 +147,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
 
 template <int BITS, int NT, bool ASYM>
 void launch(const GemvArgs& a, dim3 grid, size_t smem, bool overlap, cudaStream_t stream) {
-  auto kernel = gemv_kernel<BITS, NT, ASYM>;
-  if (smem > 48 * 1024)
-    LLMC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = overlap ? 1 : 0;
-  LLMC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+  launch_kernel(gemv_kernel<BITS, NT, ASYM>, grid, dim3(kThreads), smem, overlap, stream, a);
   LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
 }
 

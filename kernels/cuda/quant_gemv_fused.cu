@@ -258,20 +258,7 @@ size_t smem_for(const GemvLayout& l, int64_t m) {
 
 template <int BITS, int NT, bool ASYM, int PRO>
 void launch(const FusedArgs& a, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
-  auto kernel = fused_kernel<BITS, NT, ASYM, PRO>;
-  if (smem > 48 * 1024)
-    LLMC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = overlap ? 1 : 0;
-  LLMC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+  launch_kernel(fused_kernel<BITS, NT, ASYM, PRO>, dim3(blocks), dim3(kThreads), smem, overlap, stream, a);
 }
 
 template <int BITS, bool ASYM, int PRO>
