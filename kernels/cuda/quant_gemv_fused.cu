@@ -170,21 +170,26 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
   // The epilogue's addends, loaded before the main loop so that their latency hides under it
   // (after it where 16 tokens of asymmetric INT4 leave no registers for them).
   constexpr bool kEarlyAdd = !(NT == 2 && ASYM);
-  float add[NT][4] = {};
-  auto load_add = [&] {
-    if (!tile_ok || ks != 0 || !(p.bias || p.res)) return;
+  // This lane's outputs in the C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
+  auto for_outputs = [&](auto&& f) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
-        if (m >= p.m || row >= p.n) continue;
-        if (p.bias) add[nt][e] = __ldg(p.bias + row);
-        if (p.res) {
-          const int64_t r = m * p.ldr + row;
-          add[nt][e] += p.res_f32 ? static_cast<const float*>(p.res)[r] : __half2float(static_cast<const __half*>(p.res)[r]);
-        }
+        if (m < p.m && row < p.n) f(nt, e, m, row);
       }
+  };
+  float add[NT][4] = {};
+  auto load_add = [&] {
+    if (!tile_ok || ks != 0 || !(p.bias || p.res)) return;
+    for_outputs([&](int nt, int e, int m, int row) {
+      if (p.bias) add[nt][e] = __ldg(p.bias + row);
+      if (p.res) {
+        const int64_t r = m * p.ldr + row;
+        add[nt][e] += p.res_f32 ? static_cast<const float*>(p.res)[r] : __half2float(static_cast<const __half*>(p.res)[r]);
+      }
+    });
   };
   if constexpr (kEarlyAdd) load_add();
 
@@ -228,20 +233,14 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
   }
   if (!tile_ok) return;
   if constexpr (!kEarlyAdd) load_add();
-  // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
-      if (m >= p.m || row >= p.n) continue;
-      const float v = acc[nt][e] + add[nt][e];
-      const int64_t o = m * p.ldy + row;
-      if (p.y_f32)
-        static_cast<float*>(p.y)[o] = v;
-      else
-        static_cast<__half*>(p.y)[o] = __float2half_rn(v);
-    }
+  for_outputs([&](int nt, int e, int m, int row) {
+    const float v = acc[nt][e] + add[nt][e];
+    const int64_t o = m * p.ldy + row;
+    if (p.y_f32)
+      static_cast<float*>(p.y)[o] = v;
+    else
+      static_cast<__half*>(p.y)[o] = __float2half_rn(v);
+  });
 }
 
 int64_t stage_stride(const GemvLayout& l) {
@@ -295,8 +294,9 @@ int gemv_fused_tiles_per_block(const GemvLayout& l, int sm_count) {
 void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
                 cudaStream_t stream, int tiles_per_block) {
   const GemvLayout& l = w.layout();
-  check(gemv_fused_fits(l, m), "gemv_fused: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
-                                   " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
+  if (!gemv_fused_fits(l, m))  // not check(): its message would be built on every call
+    throw Error("gemv_fused: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
+                " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
   const int tpb = tiles_per_block ? tiles_per_block : gemv_fused_tiles_per_block(l, w.sm_count());
   check(tpb == 1 || tpb == 2 || tpb == 4 || tpb == 8, "gemv_fused: tiles_per_block must be 1, 2, 4 or 8");
   check(pro.in.ptr && epi.y.ptr, "gemv_fused: null input or output");
