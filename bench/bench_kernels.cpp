@@ -185,6 +185,13 @@ int main(int argc, char** argv) {
       double us;
     };
     std::vector<Sweep> sweep;
+    struct FusedSweep {
+      int64_t n, k, m;
+      int tiles_per_block;
+      bool own_choice;  // gemv_fused's own choice for this shape
+      double us;
+    };
+    std::vector<FusedSweep> fused_sweep;
 
     struct Shape {
       int64_t n, k;
@@ -324,19 +331,18 @@ int main(int argc, char** argv) {
           }
           if (gemv_fused_fits(w4[0].layout(), m)) {
             // The fused GEMV without prologue/epilogue work (the K reduction inside one block), and
-            // its sensitivity to tiles per block (0: its own choice).
-            for (int tpb : {0, 1, 2, 4, 8}) {
-              const double tf = time_per_call(s, batch, tpb ? 50 : runs, [&](int i) {
+            // its sensitivity to tiles per block.
+            const int own = gemv_fused_tiles_per_block(w4[0].layout(), w4[0].sm_count());
+            for (int tpb : {1, 2, 4, 8}) {
+              const double tf = time_per_call(s, batch, tpb == own ? runs : 50, [&](int i) {
                 gemv_fused(w4[i % n4], GemvPrologue{GemvPrologue::Kind::None, Act{x.data(), k, ActType::F16}},
                            GemvEpilogue{Act{y.data(), n, ActType::F16}, nullptr, Act{}}, m, s, tpb);
               });
-              if (tpb == 0) {
+              if (tpb == own) {
                 rows.push_back({n, k, m, "w4a16_g128_gemv_fused", tf * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
                 log_row(rows.back());
-                sweep.push_back({n, k, m, -gemv_fused_tiles_per_block(w4[0].layout(), w4[0].sm_count()), 0, tf * 1e6});
-              } else {
-                sweep.push_back({n, k, m, -tpb, -1, tf * 1e6});
               }
+              fused_sweep.push_back({n, k, m, tpb, tpb == own, tf * 1e6});
             }
           }
           for (int sp : {0, 1, 2, 4, 8, 16}) {  // split-K sensitivity (0: the planner's choice)
@@ -396,16 +402,6 @@ int main(int argc, char** argv) {
     std::printf("empty kernel (per-launch overhead inside every figure): %.2f us\n", noop_us);
     std::printf("W4 g128 GEMV split-K sweep, us per call (asked splits -> used):");
     for (const Sweep& w : sweep) {
-      if (w.splits_asked < 0) {  // gemv_fused, tiles per block = −splits_asked (splits 0: its own choice)
-        if (w.splits == 0)
-          std::printf("\n  %lldx%lld m=%lld: fused, own choice %d tiles/block -> %.2f", static_cast<long long>(w.n),
-                      static_cast<long long>(w.k), static_cast<long long>(w.m), -w.splits_asked, w.us);
-        else
-          std::printf(" | %d tiles/block %.2f", -w.splits_asked, w.us);
-        j["w4_fused_tpb_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"tiles_per_block", -w.splits_asked},
-                                           {"own_choice", w.splits == 0}, {"us", w.us}});
-        continue;
-      }
       if (w.splits_asked == 0)
         std::printf("\n  %lldx%lld m=%lld: planner %d -> %.2f", static_cast<long long>(w.n), static_cast<long long>(w.k),
                     static_cast<long long>(w.m), w.splits, w.us);
@@ -413,6 +409,18 @@ int main(int argc, char** argv) {
         std::printf(" | %d->%d %.2f", w.splits_asked, w.splits, w.us);
       j["w4_split_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"splits_asked", w.splits_asked},
                                      {"splits", w.splits}, {"us", w.us}});
+    }
+    std::printf("\n");
+    std::printf("W4 g128 fused GEMV, us per call by tiles per block (* its own choice):");
+    j["w4_fused_tpb_sweep"] = nlohmann::json::array();
+    for (size_t i = 0; i < fused_sweep.size(); ++i) {
+      const FusedSweep& w = fused_sweep[i];
+      if (i == 0 || fused_sweep[i - 1].n != w.n || fused_sweep[i - 1].k != w.k || fused_sweep[i - 1].m != w.m)
+        std::printf("\n  %lldx%lld m=%lld:", static_cast<long long>(w.n), static_cast<long long>(w.k),
+                    static_cast<long long>(w.m));
+      std::printf(" | %d%s %.2f", w.tiles_per_block, w.own_choice ? "*" : "", w.us);
+      j["w4_fused_tpb_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"tiles_per_block", w.tiles_per_block},
+                                         {"own_choice", w.own_choice}, {"us", w.us}});
     }
     std::printf("\n");
     j["rows"] = nlohmann::json::array();
