@@ -45,6 +45,7 @@ nlohmann::json CudaBenchResult::to_json() const {
           {"decode_gb_per_s", decode_gb_s},
           {"decode_pct_of_copy_bw", copy_gb_s > 0 ? 100 * decode_gb_s / copy_gb_s : 0},
           {"bandwidth_bound_tokens_per_s", bound_tok_s},
+          {"sparse_24", sparse},
           {"decode_step_profile_us", step_profile_us}};
 }
 
@@ -86,10 +87,15 @@ CudaBenchResult bench_cuda(const Model& m, double load_s, const CudaBenchOptions
   co.max_tokens = o.prompt_len;
   co.device = o.device;
   co.fused_gemv = o.fused_gemv;
+  co.sparse_search = o.sparse_search;
   auto t0 = Clock::now();
   CudaSession s(m, co);
   r.upload_s = secs(t0, Clock::now());
   r.planned_bytes = s.memory().total();
+  const CudaOptions& used = s.options();
+  if (used.sparse_layout != CudaSparseLayout::Auto)  // resolved: the model has 2:4 linears
+    r.sparse = std::string(cuda_sparse_layout_name(used.sparse_layout)) + ", search " +
+               (used.sparse_search == CudaSparseSearch::On ? "on" : "off");
   cudaDeviceProp prop{};
   LLMC_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
   r.device = prop.name;
@@ -108,7 +114,8 @@ CudaBenchResult bench_cuda(const Model& m, double load_s, const CudaBenchOptions
     }
     return f;
   };
-  // Warm-up: cuBLAS heuristics, the captured graphs, clocks.
+  // Warm-up: cuBLAS heuristics, 2:4 plans and searches (the same row counts as the timed runs:
+  // batch × prompt_len in one chunk, then batch), the captured graphs, clocks.
   s.reset();
   s.decode_greedy(first_ids(s.forward_batch(prompts, true)), std::min<int64_t>(o.gen_len, 8));
   peak = std::max(peak, used_device_bytes());

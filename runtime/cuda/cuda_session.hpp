@@ -15,6 +15,19 @@
 
 namespace llmc::runtime {
 
+// 2:4 sparse linears (cuSPARSELt, kernels/cuda/sparse_gemm.hpp). Search: each (shape, power-of-two
+// M bucket) times cuSPARSELt's configurations once, on first use, and keeps the fastest whose
+// output matches the default's; the default configuration ran at ~0.5x dense cuBLAS on H100, the
+// searched ones at 1.2-1.6x (docs/perf/cuda.md). Auto: on when the loaded library is >= 0.10
+// (0.8.0's search failed and faulted), off otherwise; On with an older library is an error.
+enum class CudaSparseSearch : uint8_t { Auto, On, Off };
+// The operand layout the 2:4 weights are compressed in (kcu::SparseLayout). Auto: SparseAT (the
+// weight stored transposed: 3-5x faster default configuration at M <= 128, equal or faster
+// searched) where cuSPARSELt makes a plan for it on the device, else SparseA. An explicit layout
+// the library cannot plan is an error.
+enum class CudaSparseLayout : uint8_t { Auto, SparseA, SparseAT, SparseB, SparseBT };
+const char* cuda_sparse_layout_name(CudaSparseLayout l);  // "auto", "sparse_a", "sparse_a_t", ...
+
 struct CudaOptions {
   int64_t max_context = 0;  // KV positions per sequence; 0: config max_position_embeddings, at most 4096 (else 2048)
   int64_t max_batch = 1;    // sequences per call
@@ -24,6 +37,10 @@ struct CudaOptions {
   // Decode (≤ 16 rows): quantized linears through gemv_fused, with the RMSNorm or SwiGLU before
   // them folded into their activation staging and the residual add after them into their output.
   bool fused_gemv = true;
+  // 2:4 linears; the session's options() holds the resolved choices (never Auto) when the model
+  // has 2:4 linears the build runs through cuSPARSELt, the given ones otherwise.
+  CudaSparseSearch sparse_search = CudaSparseSearch::Auto;
+  CudaSparseLayout sparse_layout = CudaSparseLayout::Auto;
   int device = 0;
 };
 
@@ -65,7 +82,8 @@ class CudaSession final : public Decoder {
   // KV cache bytes per position per sequence (keys and values of every layer).
   int64_t kv_bytes_per_position() const;
   const CudaOptions& options() const;
-  // One line per planned step (kernel choice, fusions), for logs.
+  // One line per planned step (kernel choice, fusions), for logs; with 2:4 linears, first a line
+  // naming their cuSPARSELt version, operand layout and whether configuration search is on.
   std::string describe() const;
 
   // Device time of one decode step (one token for each of `batch` sequences at position past(),

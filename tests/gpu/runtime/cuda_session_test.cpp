@@ -1,6 +1,7 @@
 // CudaSession against the CPU Session on random-weight tiny models: logits of prefill and of
 // decode steps (CUDA graph replays), greedy sequences, perplexity over random token ids, batches,
-// dense / W8 / W4 (sym and asym, g32/64/128, per channel) weights, and the errors it must give.
+// dense / W8 / W4 (sym and asym, g32/64/128, per channel) weights, and the errors it must give
+// (2:4 sparse linears: cuda_sparse_test.cpp).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "runtime/generate.hpp"
 #include "runtime/session.hpp"
 #include "tests/gpu/gpu_test_util.hpp"
+#include "tests/gpu/runtime/session_compare.hpp"
 #include "tests/gpu/runtime/tiny_models.hpp"
 
 using namespace llmc;
@@ -19,81 +21,6 @@ using namespace llmc::test;
 using runtime::CudaOptions;
 using runtime::CudaSession;
 using runtime::Session;
-
-namespace {
-
-std::vector<int64_t> random_ids(size_t n, int64_t vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int64_t> t(n);
-  for (auto& x : t) x = static_cast<int64_t>(rng() % static_cast<uint32_t>(vocab));
-  return t;
-}
-
-// The GPU keeps weights and activations in f16 (2⁻¹¹ relative rounding each), the CPU in f32;
-// through two blocks and the head that compounds to a few 1e-3 of the logits' scale. A wrong
-// position, mask, cache row or weight layout moves logits by O(1) of that scale.
-void expect_logits_close(const Tensor& gpu, const Tensor& cpu, const std::string& what, double rel_tol = 5e-3) {
-  REQUIRE(gpu.shape() == cpu.shape());
-  const float* g = gpu.data<float>();
-  const float* c = cpu.data<float>();
-  double err2 = 0, ref2 = 0, worst = 0, refmax = 0;
-  for (int64_t i = 0; i < cpu.numel(); ++i) {
-    REQUIRE(std::isfinite(g[i]));
-    err2 += (g[i] - c[i]) * static_cast<double>(g[i] - c[i]);
-    ref2 += c[i] * static_cast<double>(c[i]);
-    worst = std::max(worst, std::fabs(static_cast<double>(g[i]) - c[i]));
-    refmax = std::max(refmax, std::fabs(static_cast<double>(c[i])));
-  }
-  const double rel = std::sqrt(err2 / ref2);
-  INFO(what << ": relative l2 error " << rel << ", max abs error " << worst << " (max |logit| " << refmax << ")");
-  CHECK(rel < rel_tol);
-  CHECK(worst < 4 * rel_tol * refmax);
-  CHECK(refmax > 0);
-}
-
-// Prefill of a prompt, then single-token steps, CPU and GPU side by side.
-void compare_prefill_decode(const Model& m, const CudaOptions& opt, int64_t prompt_len, int decode_steps,
-                            uint32_t seed, double rel_tol = 5e-3) {
-  Session cpu(m);
-  CudaSession gpu(m, opt);
-  const int64_t V = m.config.value("vocab_size", int64_t{0});
-  const auto prompt = random_ids(prompt_len, V, seed);
-  expect_logits_close(gpu.forward(prompt), cpu.forward(prompt), "prefill", rel_tol);
-  const auto next = random_ids(decode_steps, V, seed + 1);
-  for (int s = 0; s < decode_steps; ++s) {
-    CAPTURE(s);
-    expect_logits_close(gpu.forward({next[s]}), cpu.forward({next[s]}), "decode step", rel_tol);
-  }
-  CHECK(gpu.past() == cpu.past());
-}
-
-// Perplexity of random ids over 4 windows of 64: equal to 3 significant digits.
-void compare_perplexity(const Model& m, uint32_t seed, double rel_tol = 5e-4) {
-  Session cpu(m);
-  CudaSession gpu(m, CudaOptions{});
-  const auto ids = random_ids(4 * 64, m.config.value("vocab_size", int64_t{0}), seed);
-  runtime::EvalOptions eo;
-  eo.ctx = 64;
-  const double pc = runtime::evaluate(cpu, ids, eo).perplexity();
-  const double pg = runtime::evaluate(gpu, ids, eo).perplexity();
-  INFO("perplexity cpu " << pc << " gpu " << pg);
-  CHECK(std::fabs(pg / pc - 1) < rel_tol);
-}
-
-// The message of the llmc::Error that f throws ("" and a failed check when it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL_CHECK("no error was thrown");
-  return "";
-}
-bool has(const std::string& msg, const char* part) { return msg.find(part) != std::string::npos; }
-
-}  // namespace
 
 TEST_CASE("dense tiny Llama: prefill and decode logits, perplexity and batches match the CPU session") {
   LLMC_REQUIRE_GPU();
@@ -300,30 +227,6 @@ TEST_CASE("a quantized embedding table (EmbeddingQ) matches the CPU session") {
   opt.max_context = 128;
   compare_prefill_decode(m, opt, 30, 3, 75);
   compare_perplexity(m, 76);
-}
-
-TEST_CASE("2:4-pruned dense weights (cuSPARSELt where the build has it) match the CPU session") {
-  LLMC_REQUIRE_GPU();
-  Model m = tiny_llama(TinyShape{}, 5);
-  for (Node& n : m.graph.nodes) {
-    if (n.op != "Linear" || n.name == "lm_head") continue;
-    Tensor& w = m.graph.weights.at(n.inputs[1]);
-    float* p = w.mutable_data<float>();
-    for (int64_t i = 0; i < w.numel(); i += 4) {  // keep the two largest magnitudes of each 4
-      int order[4] = {0, 1, 2, 3};
-      std::sort(order, order + 4, [&](int a, int b) { return std::fabs(p[i + a]) > std::fabs(p[i + b]); });
-      p[i + order[2]] = 0.0f;
-      p[i + order[3]] = 0.0f;
-    }
-  }
-  CudaOptions opt;
-  opt.max_context = 128;
-  {
-    CudaSession gpu(m, opt);
-    MESSAGE(gpu.describe().substr(0, 400));
-  }
-  compare_prefill_decode(m, opt, 40, 4, 70);
-  compare_perplexity(m, 71);
 }
 
 TEST_CASE("tiny GPT-2 (learned positions, LayerNorm with bias, GELU tanh, biases, tied head) matches") {

@@ -1,6 +1,6 @@
 // Random-weight tiny Llama and GPT-2 models for the CUDA backend tests (built through the same
 // builders as real checkpoints), and an independent round-to-nearest quantizer that turns their
-// decoder linears into LinearQ nodes the way the compression passes do.
+// decoder linears into LinearQ nodes the way the compression passes do (or 2:4-prunes them).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -136,6 +136,23 @@ inline void quantize_decoder_linears(Model& m, int bits, int64_t group, bool sym
     n.inputs = ins;
     n.attrs = {{"weight", wname}, {"act", std::string("none")}};
     g.weights.erase(wname);
+  }
+}
+
+// Every decoder Linear (not the head) keeps the two largest magnitudes of each group of 4
+// consecutive inputs (2:4 along in_features, as magnitude pruning leaves it); the CUDA session
+// then runs them through cuSPARSELt where the build has it.
+inline void prune_decoder_linears_2to4(Model& m) {
+  for (Node& n : m.graph.nodes) {
+    if (n.op != "Linear" || n.name == "lm_head") continue;
+    Tensor& w = m.graph.weights.at(n.inputs[1]);
+    float* p = w.mutable_data<float>();
+    for (int64_t i = 0; i < w.numel(); i += 4) {
+      int order[4] = {0, 1, 2, 3};
+      std::sort(order, order + 4, [&](int a, int b) { return std::fabs(p[i + a]) > std::fabs(p[i + b]); });
+      p[i + order[2]] = 0.0f;
+      p[i + order[3]] = 0.0f;
+    }
   }
 }
 
