@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
     std::vector<Sweep> sweep;
     struct FusedSweep {
       int64_t n, k, m;
-      int tiles_per_block;
+      int warps, tiles_per_block;
       bool own_choice;  // gemv_fused's own choice for this shape
       double us;
     };
@@ -332,18 +332,20 @@ int main(int argc, char** argv) {
           if (gemv_fused_fits(w4[0].layout(), m)) {
             // The fused GEMV without prologue/epilogue work (the K reduction inside one block), and
             // its sensitivity to tiles per block.
-            const int own = gemv_fused_tiles_per_block(w4[0].layout(), w4[0].sm_count());
-            for (int tpb : {1, 2, 4, 8}) {
-              const double tf = time_per_call(s, batch, tpb == own ? runs : 50, [&](int i) {
-                gemv_fused(w4[i % n4], GemvPrologue{GemvPrologue::Kind::None, Act{x.data(), k, ActType::F16}},
-                           GemvEpilogue{Act{y.data(), n, ActType::F16}, nullptr, Act{}}, m, s, tpb);
-              });
-              if (tpb == own) {
-                rows.push_back({n, k, m, "w4a16_g128_gemv_fused", tf * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
-                log_row(rows.back());
+            const GemvFusedConfig own = gemv_fused_config(w4[0].layout(), m, w4[0].sm_count());
+            for (int warps : {8, 16})
+              for (int tpb = 1; tpb <= warps; tpb *= 2) {
+                const bool is_own = warps == own.warps && tpb == own.tiles_per_block;
+                const double tf = time_per_call(s, batch, is_own ? runs : 50, [&](int i) {
+                  gemv_fused(w4[i % n4], GemvPrologue{GemvPrologue::Kind::None, Act{x.data(), k, ActType::F16}},
+                             GemvEpilogue{Act{y.data(), n, ActType::F16}, nullptr, Act{}}, m, s, GemvFusedConfig{warps, tpb});
+                });
+                if (is_own) {
+                  rows.push_back({n, k, m, "w4a16_g128_gemv_fused", tf * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+                  log_row(rows.back());
+                }
+                fused_sweep.push_back({n, k, m, warps, tpb, is_own, tf * 1e6});
               }
-              fused_sweep.push_back({n, k, m, tpb, tpb == own, tf * 1e6});
-            }
           }
           for (int sp : {0, 1, 2, 4, 8, 16}) {  // split-K sensitivity (0: the planner's choice)
             GemvWorkspace& vw = ws;
@@ -411,16 +413,16 @@ int main(int argc, char** argv) {
                                      {"splits", w.splits}, {"us", w.us}});
     }
     std::printf("\n");
-    std::printf("W4 g128 fused GEMV, us per call by tiles per block (* its own choice):");
+    std::printf("W4 g128 fused GEMV, us per call by warps/tiles per block (* its own choice):");
     j["w4_fused_tpb_sweep"] = nlohmann::json::array();
     for (size_t i = 0; i < fused_sweep.size(); ++i) {
       const FusedSweep& w = fused_sweep[i];
       if (i == 0 || fused_sweep[i - 1].n != w.n || fused_sweep[i - 1].k != w.k || fused_sweep[i - 1].m != w.m)
         std::printf("\n  %lldx%lld m=%lld:", static_cast<long long>(w.n), static_cast<long long>(w.k),
                     static_cast<long long>(w.m));
-      std::printf(" | %d%s %.2f", w.tiles_per_block, w.own_choice ? "*" : "", w.us);
-      j["w4_fused_tpb_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"tiles_per_block", w.tiles_per_block},
-                                         {"own_choice", w.own_choice}, {"us", w.us}});
+      std::printf(" | %d/%d%s %.2f", w.warps, w.tiles_per_block, w.own_choice ? "*" : "", w.us);
+      j["w4_fused_tpb_sweep"].push_back({{"n", w.n}, {"k", w.k}, {"m", w.m}, {"warps", w.warps},
+                                         {"tiles_per_block", w.tiles_per_block}, {"own_choice", w.own_choice}, {"us", w.us}});
     }
     std::printf("\n");
     j["rows"] = nlohmann::json::array();

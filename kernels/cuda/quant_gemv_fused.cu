@@ -1,5 +1,5 @@
-// The fused decode GEMV (quant_gemv_fused.hpp). Each 8-warp block owns `tpb` 16-row tiles; the
-// 8/tpb warps of a tile split its K range and add their tensor-core partial sums in shared memory,
+// The fused decode GEMV (quant_gemv_fused.hpp). Each block of W warps (8 or 16) owns `tpb` 16-row
+// tiles; the W/tpb warps of a tile split its K range and add their tensor-core partial sums in shared memory,
 // so one launch does the whole product with no global workspace, arrival counter or second pass
 // (the fixed cost that dominates gemv_quantized at 2-12 MB, docs/perf/cuda.md). The block stages
 // all of x (m·K f16) once, producing it from the prologue's input on the way.
@@ -17,8 +17,6 @@ namespace {
 
 using namespace detail;
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
 constexpr size_t kMaxStageBytes = 96 * 1024;
 enum Pro : int { kPlain = 0, kRms = 1, kSwiglu = 2 };
 
@@ -70,8 +68,9 @@ __device__ __forceinline__ void load8(const FusedArgs& p, const void* base, int 
 // x[0..m, 0..Kp) into shared memory (f16, zero past K), from the prologue's input. Every load of
 // a round (kRound vectors of 8 per thread) is issued before any is used: staging costs about one
 // L2 round trip per round (two for RMSNorm: the statistics first), not one per element.
-template <int PRO, int KC, int kRound>
+template <int PRO, int KC, int kRound, int W>
 __device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red, float* inv) {
+  constexpr int kThreads = W * 32;
   const int vpr = p.w.chunks * KC / 8, total = p.m * vpr;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if constexpr (PRO == kRms) {
@@ -91,13 +90,13 @@ __device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red
             for (int e = 0; e < 8; ++e) s += x[r][e] * x[r][e];
       }
       s = warp_sum(s);
-      if (lane == 0) red[mm * kWarps + warp] = s;
+      if (lane == 0) red[mm * W + warp] = s;
     }
     __syncthreads();
     if (threadIdx.x < p.m) {
       float t = 0;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) t += red[threadIdx.x * kWarps + w];
+      for (int w = 0; w < W; ++w) t += red[threadIdx.x * W + w];
       inv[threadIdx.x] = rsqrtf(t / p.k + p.eps);
     }
     __syncthreads();
@@ -130,8 +129,9 @@ __device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red
           a = a * inv[mm] * u[r][e];  // zero past K: x and the weight are
           b = b * inv[mm] * u[r][e + 1];
         } else if constexpr (PRO == kSwiglu) {
-          a = a / (1.0f + expf(-a)) * u[r][e];
-          b = b / (1.0f + expf(-b)) * u[r][e + 1];
+          // fast exp and reciprocal: a few f32 ulps, far below the f16 rounding of the result
+          a = __fdividef(a, 1.0f + __expf(-a)) * u[r][e];
+          b = __fdividef(b, 1.0f + __expf(-b)) * u[r][e + 1];
         }
         h[e / 2] = as_u32(__floats2half2_rn(a, b));
       }
@@ -140,14 +140,15 @@ __device__ __forceinline__ void stage(const FusedArgs& p, __half* xs, float* red
   }
 }
 
-template <int BITS, int NT, bool ASYM, int PRO>
-__global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
+// W = 8: two blocks per SM, W = 16: one; either way at most 128 registers per thread.
+template <int BITS, int NT, bool ASYM, int PRO, int W>
+__global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p) {
   constexpr int KC = BITS == 4 ? 64 : 32;
   using B = Batch<BITS, ASYM>;
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
   float* part = reinterpret_cast<float*>(xs + p.m * p.xs_stride);  // [warp][NT·4][32], 16-byte aligned
-  __shared__ float red[16 * kWarps], inv[16];
+  __shared__ float red[16 * W], inv[16];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -164,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, 2) fused_kernel(const FusedArgs p) {
     b1.load(p.w, wp, t, g, c0 + kGemvPrefetch, c1);
   }
   grid_dependency_wait();  // the input and output may belong to the kernel before this one
-  stage<PRO, KC, ASYM ? 1 : 2>(p, xs, red, inv);  // one round in flight where zero points take the registers
+  stage<PRO, KC, ASYM ? 1 : 2, W>(p, xs, red, inv);  // one round in flight where zero points take the registers
   __syncthreads();
 
   // The epilogue's addends, loaded before the main loop so that their latency hides under it
@@ -250,33 +251,36 @@ int64_t stage_stride(const GemvLayout& l) {
   return (kp + 63) / 64 * 64 + 32;
 }
 
-size_t smem_for(const GemvLayout& l, int64_t m) {
+size_t smem_for(const GemvLayout& l, int64_t m, int warps) {
   const int nt = m > 8 ? 2 : 1;
-  return static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(kWarps * nt * 4 * 32 * 4);
+  return static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(warps * nt * 4 * 32 * 4);
 }
 
 template <int BITS, int NT, bool ASYM, int PRO>
-void launch(const FusedArgs& a, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
-  launch_kernel(fused_kernel<BITS, NT, ASYM, PRO>, dim3(blocks), dim3(kThreads), smem, overlap, stream, a);
+void launch(const FusedArgs& a, int warps, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
+  if (warps == 16)
+    launch_kernel(fused_kernel<BITS, NT, ASYM, PRO, 16>, dim3(blocks), dim3(16 * 32), smem, overlap, stream, a);
+  else
+    launch_kernel(fused_kernel<BITS, NT, ASYM, PRO, 8>, dim3(blocks), dim3(8 * 32), smem, overlap, stream, a);
 }
 
 template <int BITS, bool ASYM, int PRO>
-void launch_nt(const FusedArgs& a, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
+void launch_nt(const FusedArgs& a, int warps, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
   if (a.m > 8)
-    launch<BITS, 2, ASYM, PRO>(a, blocks, smem, overlap, stream);
+    launch<BITS, 2, ASYM, PRO>(a, warps, blocks, smem, overlap, stream);
   else
-    launch<BITS, 1, ASYM, PRO>(a, blocks, smem, overlap, stream);
+    launch<BITS, 1, ASYM, PRO>(a, warps, blocks, smem, overlap, stream);
 }
 
 template <int PRO>
-void launch_format(const GemvLayout& l, const FusedArgs& a, unsigned blocks, size_t smem, bool overlap,
+void launch_format(const GemvLayout& l, const FusedArgs& a, int warps, unsigned blocks, size_t smem, bool overlap,
                    cudaStream_t stream) {
   if (l.bits == 4)
-    l.symmetric ? launch_nt<4, false, PRO>(a, blocks, smem, overlap, stream)
-                : launch_nt<4, true, PRO>(a, blocks, smem, overlap, stream);
+    l.symmetric ? launch_nt<4, false, PRO>(a, warps, blocks, smem, overlap, stream)
+                : launch_nt<4, true, PRO>(a, warps, blocks, smem, overlap, stream);
   else
-    l.symmetric ? launch_nt<8, false, PRO>(a, blocks, smem, overlap, stream)
-                : launch_nt<8, true, PRO>(a, blocks, smem, overlap, stream);
+    l.symmetric ? launch_nt<8, false, PRO>(a, warps, blocks, smem, overlap, stream)
+                : launch_nt<8, true, PRO>(a, warps, blocks, smem, overlap, stream);
 }
 
 }  // namespace
@@ -285,20 +289,47 @@ bool gemv_fused_fits(const GemvLayout& l, int64_t m) {
   return m >= 1 && m <= 16 && static_cast<size_t>(m * stage_stride(l) * 2) <= kMaxStageBytes;
 }
 
-int gemv_fused_tiles_per_block(const GemvLayout& l, int sm_count) {
-  int tpb = 1;
-  while (tpb < kWarps && (l.tiles + 2 * tpb - 1) / (2 * tpb) >= sm_count) tpb *= 2;
-  return tpb;
+GemvFusedConfig gemv_fused_config(const GemvLayout& l, int64_t m, int sm_count) {
+  // Every warp's time is its chain of dependent instructions (ncu: about 7 cycles per issued
+  // instruction at two warps per scheduler, so the SM's issue rate is not the limit): its K slice
+  // of chunks, its share of staging x, and a fixed cost per block (staging's L2 round trips, the
+  // barriers, the K reduction and the stores; worth about 5 chunks in the H200 sweep of
+  // docs/perf/cuda.md), times the waves the grid needs. Pick the shape with the least of that; on
+  // a tie the one with more blocks (more SMs pulling weights).
+  constexpr int64_t kBlockCost = 5;
+  const int64_t vectors = m * l.chunks * l.chunk_k / 8;  // 8 staged inputs per vector
+  GemvFusedConfig best{8, 1};
+  int64_t best_cost = -1, best_blocks = 0;
+  for (int warps : {8, 16})
+    for (int tpb = 1; tpb <= warps; tpb *= 2) {
+      const int64_t wpt = warps / tpb, blocks = (l.tiles + tpb - 1) / tpb;
+      const int64_t waves = (blocks + int64_t{sm_count} * (16 / warps) - 1) / (int64_t{sm_count} * (16 / warps));
+      const int64_t cost =
+          waves * ((l.chunks + wpt - 1) / wpt + (vectors + warps * 32 - 1) / (warps * 32) + kBlockCost);
+      if (best_cost < 0 || cost < best_cost || (cost == best_cost && blocks > best_blocks)) {
+        best = {warps, tpb};
+        best_cost = cost;
+        best_blocks = blocks;
+      }
+    }
+  return best;
 }
 
 void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
-                cudaStream_t stream, int tiles_per_block) {
+                cudaStream_t stream, GemvFusedConfig cfg) {
   const GemvLayout& l = w.layout();
   if (!gemv_fused_fits(l, m))  // not check(): its message would be built on every call
     throw Error("gemv_fused: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
                 " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
-  const int tpb = tiles_per_block ? tiles_per_block : gemv_fused_tiles_per_block(l, w.sm_count());
-  check(tpb == 1 || tpb == 2 || tpb == 4 || tpb == 8, "gemv_fused: tiles_per_block must be 1, 2, 4 or 8");
+  if (cfg.warps == 0 || cfg.tiles_per_block == 0) {
+    const GemvFusedConfig own = gemv_fused_config(l, m, w.sm_count());
+    if (cfg.warps == 0) cfg.warps = own.warps;
+    if (cfg.tiles_per_block == 0) cfg.tiles_per_block = cfg.warps == own.warps ? own.tiles_per_block : 1;
+  }
+  const int tpb = cfg.tiles_per_block;
+  check(cfg.warps == 8 || cfg.warps == 16, "gemv_fused: warps per block must be 8 or 16");
+  check(tpb >= 1 && tpb <= cfg.warps && (tpb & (tpb - 1)) == 0,
+        "gemv_fused: tiles_per_block must be a power of two up to the warps per block");
   check(pro.in.ptr && epi.y.ptr, "gemv_fused: null input or output");
   const bool rms = pro.kind == GemvPrologue::Kind::RmsNorm, swiglu = pro.kind == GemvPrologue::Kind::SwiGLU;
   check(!rms || pro.norm_weight, "gemv_fused: RMSNorm prologue without its weight");
@@ -309,7 +340,7 @@ void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpil
   a.n = static_cast<int>(l.rows);
   a.k = static_cast<int>(l.cols);
   a.tpb = tpb;
-  a.wpt = kWarps / tpb;
+  a.wpt = cfg.warps / tpb;
   a.cpw = static_cast<int>((l.chunks + a.wpt - 1) / a.wpt);
   a.xs_stride = static_cast<int>(stage_stride(l));
   a.in = pro.in.ptr;
@@ -329,14 +360,14 @@ void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpil
   a.ldr = epi.residual.ld;
   a.res_f32 = epi.residual.type == ActType::F32;
   const unsigned blocks = static_cast<unsigned>((l.tiles + tpb - 1) / tpb);
-  const size_t smem = smem_for(l, m);
+  const size_t smem = smem_for(l, m, cfg.warps);
   const bool overlap = w.compute_major() >= 9;
   if (rms)
-    launch_format<kRms>(l, a, blocks, smem, overlap, stream);
+    launch_format<kRms>(l, a, cfg.warps, blocks, smem, overlap, stream);
   else if (swiglu)
-    launch_format<kSwiglu>(l, a, blocks, smem, overlap, stream);
+    launch_format<kSwiglu>(l, a, cfg.warps, blocks, smem, overlap, stream);
   else
-    launch_format<kPlain>(l, a, blocks, smem, overlap, stream);
+    launch_format<kPlain>(l, a, cfg.warps, blocks, smem, overlap, stream);
   LLMC_CUDA_CHECK_LAUNCH("gemv_fused");
 }
 

@@ -39,14 +39,22 @@ struct GemvEpilogue {
 // (m · K f16) fit its shared-memory budget (96 KiB: two blocks per SM).
 bool gemv_fused_fits(const GemvLayout& l, int64_t m);
 
-// tiles_per_block: 16-row tiles each 8-warp block computes (1, 2, 4 or 8; the warps of a tile
-// split K); 0 picks the fewest that still give every SM a block.
-int gemv_fused_tiles_per_block(const GemvLayout& l, int sm_count);
+// The block shape: warps per block (8, two blocks per SM, or 16, one) and the 16-row tiles each
+// block computes (a power of two up to warps; the warps / tiles_per_block warps of a tile split
+// its K range). 0 takes gemv_fused_config's value.
+struct GemvFusedConfig {
+  int warps = 0;
+  int tiles_per_block = 0;
+};
+
+// The shape that gives each warp the shortest chain of work (its K slice plus its share of
+// staging x) over the fewest waves of blocks.
+GemvFusedConfig gemv_fused_config(const GemvLayout& l, int64_t m, int sm_count);
 
 // One launch; no allocation (graph-capturable); x and y must not overlap except y == residual.
 // Moves the weight bytes of gemv_quantized plus the input (m·K, or 2·m·K for SwiGLU, re-read from
 // L2 by each block) and the output. Launch overlap (PDL) as GemvOptions{} on sm_90+.
 void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
-                cudaStream_t stream, int tiles_per_block = 0);
+                cudaStream_t stream, GemvFusedConfig cfg = {});
 
 }  // namespace llmc::kernels::cuda
