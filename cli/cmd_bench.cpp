@@ -26,10 +26,6 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   opt.seed = a["seed"].as<uint64_t>();
   opt.profile = a.count("profile") > 0;
   opt.fused_gemv = a.count("no-fused-gemv") == 0;
-  const int search = parse_sparse_search(a["sparse-search"].as<std::string>());
-  opt.sparse_search = search == 1   ? runtime::CudaSparseSearch::On
-                      : search == 2 ? runtime::CudaSparseSearch::Off
-                                    : runtime::CudaSparseSearch::Auto;
   runtime::require_cuda_device(opt.device);  // before minutes of loading or synthesizing
   const bool synth = a.count("synthetic") > 0;
   const std::string what = synth ? "synthetic " + a["synthetic"].as<std::string>() + " " + a["scheme"].as<std::string>()
@@ -44,7 +40,7 @@ int bench_cuda(const cxxopts::ParseResult& a) {
     auto j = r.to_json();
     j.update({{"model", what}, {"backend", "cuda"}, {"batch", opt.batch}, {"prompt_len", opt.prompt_len},
               {"gen_len", opt.gen_len}, {"repeats", opt.repeats},
-              {"fused_gemv", opt.fused_gemv}, {"sparse_search", a["sparse-search"].as<std::string>()}});
+              {"fused_gemv", opt.fused_gemv}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -88,7 +84,6 @@ int cmd_bench(int argc, char** argv) {
       "seed", "seed of the random prompt (and of --synthetic weights)", cxxopts::value<uint64_t>()->default_value("0"))(
       "profile", "cuda: also time one decode step kernel by kernel, by kind")(
       "no-fused-gemv", "cuda: decode quantized linears with the split-K GEMV and separate norm/SwiGLU/add kernels")(
-      "sparse-search", kSparseSearchHelp, cxxopts::value<std::string>()->default_value("auto"))(
       "json", "print JSON")(
       "h,help", "show help");
   o.parse_positional({"model"});
@@ -106,7 +101,6 @@ int cmd_bench(int argc, char** argv) {
 #endif
   }
   if (backend != "cpu") throw Error("unknown --backend '" + backend + "' (cpu or cuda)", ErrorKind::Usage);
-  parse_sparse_search(a["sparse-search"].as<std::string>());  // a bad value is an error on every backend
   if (a.count("synthetic")) throw Error("--synthetic runs on --backend cuda only", ErrorKind::Usage);
   if (a["batch"].as<int64_t>() != 1) throw Error("the CPU backend runs batch 1 only", ErrorKind::Usage);
   runtime::BenchOptions opt{a["prompt-len"].as<int64_t>(), a["gen-len"].as<int64_t>(), a["repeats"].as<int64_t>(),

@@ -25,9 +25,7 @@ int cmd_eval(int argc, char** argv) {
       "reference", "reference model for KL divergence and top-1 agreement", cxxopts::value<std::string>())(
       "dump-logits", "write the logits [windows, ctx, vocab] to this .npy file", cxxopts::value<std::string>())(
       "backend", "cpu or cuda (the reference runs on the same backend)",
-      cxxopts::value<std::string>()->default_value("cpu"))(
-      "sparse-search", kSparseSearchHelp, cxxopts::value<std::string>()->default_value("auto"))(
-      "json", "print the result as JSON")("h,help", "show help");
+      cxxopts::value<std::string>()->default_value("cpu"))("json", "print the result as JSON")("h,help", "show help");
   o.parse_positional({"model"});
   o.positional_help("MODEL");
   auto a = parse(o, argc, argv);
@@ -59,13 +57,12 @@ int cmd_eval(int argc, char** argv) {
   opt.progress = [&](int64_t d, int64_t t) { bar.update(d, t); };
 
   const std::string backend = a["backend"].as<std::string>();
-  const std::string sparse_search = a["sparse-search"].as<std::string>();
-  std::unique_ptr<runtime::Decoder> session = make_decoder(model, backend, opt.ctx, sparse_search);
+  std::unique_ptr<runtime::Decoder> session = make_decoder(model, backend, opt.ctx);
   std::unique_ptr<Model> ref_model;
   std::unique_ptr<runtime::Decoder> ref;
   if (a.count("reference")) {
     ref_model = std::make_unique<Model>(runtime::load_model(a["reference"].as<std::string>()));
-    ref = make_decoder(*ref_model, backend, opt.ctx, sparse_search);
+    ref = make_decoder(*ref_model, backend, opt.ctx);
   }
   std::unique_ptr<formats::NpyWriter> dump;
   if (a.count("dump-logits")) {

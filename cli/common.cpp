@@ -74,34 +74,16 @@ bool have_cuda_backend() {
 #endif
 }
 
-const char* const kSparseSearchHelp =
-    "cuda: auto|on|off: for 2:4 sparse linears, time cuSPARSELt's configurations per shape and "
-    "power-of-two M bucket at its first use and keep the fastest correct one (auto: on with "
-    "cuSPARSELt >= 0.10; off: the library's default configuration)";
-
-int parse_sparse_search(const std::string& v) {
-  if (v == "auto") return 0;
-  if (v == "on") return 1;
-  if (v == "off") return 2;
-  throw Error("--sparse-search: '" + v + "' is not auto, on or off", ErrorKind::Usage);
-}
-
-std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::string& backend, int64_t max_context,
-                                               const std::string& sparse_search) {
-  const int search = parse_sparse_search(sparse_search);
+std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::string& backend, int64_t max_context) {
   if (backend == "cpu") return std::make_unique<CpuDecoder>(model);
   if (backend != "cuda") throw Error("unknown --backend '" + backend + "' (cpu or cuda)", ErrorKind::Usage);
 #ifdef LLMC_HAVE_CUDA
   runtime::require_cuda_device(0);
   runtime::CudaOptions o;
   o.max_context = max_context;
-  o.sparse_search = search == 1   ? runtime::CudaSparseSearch::On
-                    : search == 2 ? runtime::CudaSparseSearch::Off
-                                  : runtime::CudaSparseSearch::Auto;
   return std::make_unique<runtime::CudaSession>(model, o);
 #else
   (void)max_context;
-  (void)search;
   throw Error("--backend cuda: this llmcompress was built without CUDA (configure with -DLLMC_CUDA=ON)",
               ErrorKind::Usage);
 #endif

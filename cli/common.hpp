@@ -33,15 +33,8 @@ std::vector<int64_t> read_token_file(const std::string& path);
 cxxopts::ParseResult parse(cxxopts::Options& opts, int argc, char** argv);
 
 // A decoder for `model` on `backend` ("cpu" or "cuda"; cuda only in builds with LLMC_HAVE_CUDA,
-// else a usage error saying so). max_context bounds the CUDA KV cache (0: the model's default);
-// sparse_search is --sparse-search's value (CudaOptions::sparse_search; checked on every backend).
-std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::string& backend, int64_t max_context,
-                                               const std::string& sparse_search = "auto");
-
-// --sparse-search: its help text, and its value checked ("auto", "on" or "off"; else a usage
-// error naming the flag), 0 / 1 / 2 in that order.
-extern const char* const kSparseSearchHelp;
-int parse_sparse_search(const std::string& v);
+// else a usage error saying so). max_context bounds the CUDA KV cache (0: the model's default).
+std::unique_ptr<runtime::Decoder> make_decoder(const Model& model, const std::string& backend, int64_t max_context);
 // Whether this build has the CUDA backend.
 bool have_cuda_backend();
 

@@ -87,15 +87,13 @@ CudaBenchResult bench_cuda(const Model& m, double load_s, const CudaBenchOptions
   co.max_tokens = o.prompt_len;
   co.device = o.device;
   co.fused_gemv = o.fused_gemv;
-  co.sparse_search = o.sparse_search;
   auto t0 = Clock::now();
   CudaSession s(m, co);
   r.upload_s = secs(t0, Clock::now());
   r.planned_bytes = s.memory().total();
   const CudaOptions& used = s.options();
   if (used.sparse_layout != CudaSparseLayout::Auto)  // resolved: the model has 2:4 linears
-    r.sparse = std::string(cuda_sparse_layout_name(used.sparse_layout)) + ", search " +
-               (used.sparse_search == CudaSparseSearch::On ? "on" : "off");
+    r.sparse = cuda_sparse_layout_name(used.sparse_layout);
   cudaDeviceProp prop{};
   LLMC_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
   r.device = prop.name;
@@ -114,7 +112,7 @@ CudaBenchResult bench_cuda(const Model& m, double load_s, const CudaBenchOptions
     }
     return f;
   };
-  // Warm-up: cuBLAS heuristics, 2:4 plans and searches (the same row counts as the timed runs:
+  // Warm-up: cuBLAS heuristics, 2:4 plans (the same row counts as the timed runs:
   // batch × prompt_len in one chunk, then batch), the captured graphs, clocks.
   s.reset();
   s.decode_greedy(first_ids(s.forward_batch(prompts, true)), std::min<int64_t>(o.gen_len, 8));

@@ -19,9 +19,6 @@ struct CudaBenchOptions {
   int device = 0;
   bool profile = false;  // also time one decode step kernel by kernel (CudaSession::profile_step)
   bool fused_gemv = true;  // CudaOptions::fused_gemv
-  // CudaOptions::sparse_search (2:4 linears); the warm-up runs the timed row counts first, so
-  // searches never fall inside the timed prefill or decode
-  CudaSparseSearch sparse_search = CudaSparseSearch::Auto;
 };
 
 struct CudaBenchResult {
@@ -39,7 +36,7 @@ struct CudaBenchResult {
   double decode_gb_s = 0;           // (weight_bytes + kv_bytes) × steps/s
   double bound_tok_s = 0;           // batch × copy bandwidth / (weight_bytes + kv_bytes)
   int64_t batch = 1;
-  std::string sparse;  // 2:4 linears: "sparse_a_t, search on" (resolved), empty without them
+  std::string sparse;  // 2:4 linears: the operand layout used ("sparse_a_t"), empty without them
   std::vector<std::pair<std::string, double>> step_profile_us;  // with CudaBenchOptions::profile
   // Bytes one generated token costs: the decode step's bytes over the sequences sharing it.
   double batch_bytes_per_token() const { return static_cast<double>(weight_bytes + kv_bytes) / batch; }

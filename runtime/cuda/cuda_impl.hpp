@@ -171,7 +171,6 @@ struct CudaSession::Impl {
   std::unique_ptr<kcu::SparseContext> sp_ctx;
   int64_t w8_max_n = 0, w8_max_k = 0, sp_max_n = 0, sp_max_k = 0;
   kcu::SparseLayout sp_layout = kcu::SparseLayout::kSparseA;  // resolved from opt.sparse_layout
-  bool sp_search = false;                                     // resolved from opt.sparse_search
   std::set<int64_t> sp_prepared;  // padded row counts (multiples of 16) whose 2:4 plans exist
   kcu::DeviceBuffer<uint16_t> prefill_scratch;
   kcu::DeviceBuffer<int32_t> state;    // [0] past, [1] constant 0 (uncached attention)
@@ -192,7 +191,7 @@ struct CudaSession::Impl {
   // cuda_session.cpp
   void run_steps(const cuda_detail::Exec& e);
   cudaGraphExec_t graph_for(int64_t batch, bool greedy);
-  // Builds (searching, with sp_search, on a bucket's first use) every 2:4 linear's plan for `rows`
+  // Builds every 2:4 linear's plan for `rows`
   // before the rows run or are captured; see cuda_session.cpp.
   void prepare_sparse(int64_t rows);
 

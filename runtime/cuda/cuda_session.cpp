@@ -22,9 +22,6 @@ std::string mib(int64_t b) {
   return s;
 }
 
-// cusparseLtGetVersion's value of the first release whose search ran (0.10.0; sparse_gemm.cpp).
-constexpr int kSparseSearchMinVersion = 1000;
-
 kcu::SparseLayout to_kernel_layout(CudaSparseLayout l) {
   switch (l) {
     case CudaSparseLayout::SparseAT: return kcu::SparseLayout::kSparseAT;
@@ -38,19 +35,11 @@ std::string cslt_version(int v) {
   return "cuSPARSELt version " + std::to_string(v) + " (cusparseLtGetVersion; 0.10.0 reports 1000, 0.8.0 800)";
 }
 
-// Fixes opt.sparse_search / sparse_layout (Auto resolved) and I.sp_search / sp_layout for a plan
-// with 2:4 linears; errors for explicit choices the loaded library cannot honour.
+// Fixes opt.sparse_layout (Auto resolved) and I.sp_layout for a plan with 2:4 linears; an error
+// for an explicit layout the loaded library cannot plan.
 void resolve_sparse(CudaSession::Impl& I) {
   CudaOptions& op = I.opt;
   const int v = kcu::sparse24_library_version();
-  if (op.sparse_search == CudaSparseSearch::On && v < kSparseSearchMinVersion)
-    throw Error(I.where() + ": sparse_search on (--sparse-search on) needs cuSPARSELt >= 0.10.0 for the 2:4 linears, "
-                    "the library loaded is " + cslt_version(v) +
-                    "; 0.8.0's cusparseLtMatmulSearch failed and one configuration faulted on H100. Use auto or off, "
-                    "or build against 0.10 (scripts/fetch_cusparselt.sh)",
-                ErrorKind::Usage);
-  if (op.sparse_search == CudaSparseSearch::Auto)
-    op.sparse_search = v >= kSparseSearchMinVersion ? CudaSparseSearch::On : CudaSparseSearch::Off;
   if (op.sparse_layout == CudaSparseLayout::Auto) {
     op.sparse_layout = kcu::sparse24_layout_supported(kcu::SparseLayout::kSparseAT) ? CudaSparseLayout::SparseAT
                                                                                     : CudaSparseLayout::SparseA;
@@ -60,7 +49,6 @@ void resolve_sparse(CudaSession::Impl& I) {
                     "); use auto",
                 ErrorKind::Usage);
   }
-  I.sp_search = op.sparse_search == CudaSparseSearch::On;
   I.sp_layout = to_kernel_layout(op.sparse_layout);
 }
 
@@ -70,12 +58,11 @@ const char* cuda_sparse_layout_name(CudaSparseLayout l) {
   return l == CudaSparseLayout::Auto ? "auto" : kcu::sparse_layout_name(to_kernel_layout(l));
 }
 
-// cuSPARSELt's search and plan creation cannot be captured, and a search synchronizes the stream
-// and overwrites the context's padded buffers, so every row count gets its plans here, before a
+// cuSPARSELt's plan creation cannot be captured, so every row count gets its plans here, before a
 // prefill chunk of it runs or graph_for captures a step of it — never inside a capture. A new
 // plan may also grow the context's workspace (sparse_gemm.cpp reallocates it to the largest any
-// plan or searched candidate asked for), freeing the buffer that graphs captured earlier hold:
-// those graphs are dropped and captured again on their next use.
+// plan asked for), freeing the buffer that graphs captured earlier hold: those graphs are
+// dropped and captured again on their next use.
 void CudaSession::Impl::prepare_sparse(int64_t rows) {
   const int64_t m_pad = (rows + 15) / 16 * 16;  // sparse_gemm.cpp plans per padded M
   if (!sp_ctx || sp_prepared.count(m_pad)) return;
@@ -193,12 +180,6 @@ CudaSession::CudaSession(const Model& model, const CudaOptions& o) : impl_(std::
   if (I.sp_max_n) resolve_sparse(I);
   I.assign_slots();
   I.plan_memory();
-  if (I.sp_search) {
-    // The search keeps the default configuration's output [bucket, n] to check each candidate's
-    // against (sparse_gemm.cpp), and candidates with split-K may grow the workspace; allow one f16
-    // and one f32 [rows, n] for them (an estimate: cuSPARSELt sizes split-K workspaces itself).
-    I.mem.workspace += (I.max_rows + 15) / 16 * 16 * I.sp_max_n * (2 + 4);
-  }
   size_t free_b = 0, total_b = 0;
   LLMC_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   constexpr int64_t kMargin = 128 << 20;  // CUDA graphs, cuBLAS internals, fragmentation
@@ -251,9 +232,7 @@ std::string CudaSession::describe() const {
   s << "CUDA session on " << I.device_name << ": " << I.steps.size() << " steps\n";
   if (I.sp_max_n)
     s << "  2:4 sparse linears: " << cslt_version(kcu::sparse24_library_version()) << ", operand layout "
-      << kcu::sparse_layout_name(I.sp_layout) << ", configuration search "
-      << (I.sp_search ? "on (per shape and power-of-two M bucket, at its first use)" : "off (cuSPARSELt's default)")
-      << "\n";
+      << kcu::sparse_layout_name(I.sp_layout) << ", cuSPARSELt's default configuration\n";
   for (size_t i = 0; i < impl_->steps.size(); ++i) s << "  " << i << ": " << impl_->steps[i].label << "\n";
   return s.str();
 }
@@ -354,7 +333,7 @@ std::vector<std::pair<std::string, double>> CudaSession::profile_step(int64_t ba
                 ErrorKind::Usage);
   for (int64_t b = 0; b < batch; ++b) I.pinned[b] = static_cast<int32_t>(b % std::max<int64_t>(I.input_vocab, 1));
   I.pinned[I.max_rows] = static_cast<int32_t>(I.cached ? I.past : 0);
-  I.prepare_sparse(batch);  // a search must not land in the timed run
+  I.prepare_sparse(batch);  // plan creation must not land in the timed run
   const size_t n = I.steps.size();
   std::vector<cudaEvent_t> ev(n + 1);
   for (auto& e : ev) LLMC_CUDA_CHECK(cudaEventCreate(&e));

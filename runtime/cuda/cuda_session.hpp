@@ -15,16 +15,13 @@
 
 namespace llmc::runtime {
 
-// 2:4 sparse linears (cuSPARSELt, kernels/cuda/sparse_gemm.hpp). Search: each (shape, power-of-two
-// M bucket) times cuSPARSELt's configurations once, on first use, and keeps the fastest whose
-// output matches the default's; the default configuration ran at ~0.5x dense cuBLAS on H100, the
-// searched ones at 1.2-1.6x (docs/perf/cuda.md). Auto: on when the loaded library is >= 0.10
-// (0.8.0's search failed and faulted), off otherwise; On with an older library is an error.
-enum class CudaSparseSearch : uint8_t { Auto, On, Off };
-// The operand layout the 2:4 weights are compressed in (kcu::SparseLayout). Auto: SparseAT (the
-// weight stored transposed: 3-5x faster default configuration at M <= 128, equal or faster
-// searched) where cuSPARSELt makes a plan for it on the device, else SparseA. An explicit layout
-// the library cannot plan is an error.
+// The operand layout 2:4 sparse linears (cuSPARSELt, kernels/cuda/sparse_gemm.hpp) are compressed
+// in (kcu::SparseLayout). Auto: SparseAT (the weight stored transposed: 3-5x faster with
+// cuSPARSELt's default configuration at M <= 128, 1.16x at 2048; docs/perf/cuda.md) where
+// cuSPARSELt makes a plan for it on the device, else SparseA. An explicit layout the library
+// cannot plan is an error. The runtime uses the default configuration; SparseContext's search
+// (1.2-1.6x dense at M = 1-2048) is not wired in: it hung a test_gpu_runtime case on the H200
+// (docs/perf/cuda.md, section "2:4 in the runtime").
 enum class CudaSparseLayout : uint8_t { Auto, SparseA, SparseAT, SparseB, SparseBT };
 const char* cuda_sparse_layout_name(CudaSparseLayout l);  // "auto", "sparse_a", "sparse_a_t", ...
 
@@ -37,9 +34,8 @@ struct CudaOptions {
   // Decode (≤ 16 rows): quantized linears through gemv_fused, with the RMSNorm or SwiGLU before
   // them folded into their activation staging and the residual add after them into their output.
   bool fused_gemv = true;
-  // 2:4 linears; the session's options() holds the resolved choices (never Auto) when the model
-  // has 2:4 linears the build runs through cuSPARSELt, the given ones otherwise.
-  CudaSparseSearch sparse_search = CudaSparseSearch::Auto;
+  // 2:4 linears; the session's options() holds the resolved layout (never Auto) when the model
+  // has 2:4 linears the build runs through cuSPARSELt, the given one otherwise.
   CudaSparseLayout sparse_layout = CudaSparseLayout::Auto;
   int device = 0;
 };
@@ -83,7 +79,7 @@ class CudaSession final : public Decoder {
   int64_t kv_bytes_per_position() const;
   const CudaOptions& options() const;
   // One line per planned step (kernel choice, fusions), for logs; with 2:4 linears, first a line
-  // naming their cuSPARSELt version, operand layout and whether configuration search is on.
+  // naming their cuSPARSELt version and operand layout.
   std::string describe() const;
 
   // Device time of one decode step (one token for each of `batch` sequences at position past(),

@@ -86,9 +86,9 @@ void CudaSession::Impl::upload() {
     to_f16(t, h.data());
     tables.emplace("#dequantized:" + name, kcu::DeviceBuffer<uint16_t>(h));
   }
-  // layout and search as resolved from CudaOptions (resolve_sparse, cuda_session.cpp); the weights
+  // the layout as resolved from CudaOptions (resolve_sparse, cuda_session.cpp); the weights
   // below are compressed for the context's layout
-  if (sp_max_n) sp_ctx = std::make_unique<kcu::SparseContext>(max_rows, sp_max_n, sp_max_k, sp_search, sp_layout);
+  if (sp_max_n) sp_ctx = std::make_unique<kcu::SparseContext>(max_rows, sp_max_n, sp_max_k, false, sp_layout);
   if (w8_max_n) w8_ctx = std::make_unique<kcu::W8A8Context>(max_rows, w8_max_n, w8_max_k);
   for (auto& lp : linears) {
     const int64_t N = lp->n, K = lp->k;

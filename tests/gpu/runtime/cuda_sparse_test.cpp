@@ -1,7 +1,6 @@
-// CudaSession with 2:4-pruned linears (cuSPARSELt) against the CPU Session: the options'
-// resolution (search with cuSPARSELt >= 0.10, the transposed-weight layout where supported), every
-// operand layout, searched configurations, prefill in chunks, decode as graph replays, and plans
-// for a row count first seen after a decode graph was captured.
+// CudaSession with 2:4-pruned linears (cuSPARSELt) against the CPU Session: the layout's
+// resolution (the transposed weight where supported), every operand layout, prefill in chunks,
+// decode as graph replays, and plans for a row count first seen after a decode graph was captured.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -19,13 +18,10 @@ using namespace llmc::test;
 using runtime::CudaOptions;
 using runtime::CudaSession;
 using runtime::CudaSparseLayout;
-using runtime::CudaSparseSearch;
 using runtime::Session;
 namespace kcu = llmc::kernels::cuda;
 
 namespace {
-
-constexpr int kSearchMinVersion = 1000;  // cusparseLtGetVersion of 0.10.0
 
 kcu::SparseLayout kernel_layout(CudaSparseLayout l) {
   switch (l) {
@@ -43,8 +39,8 @@ Model pruned_llama() {
 }
 
 // With opt.max_tokens = 48: a 60-token prompt (chunks of 48 and 12 rows), 3 decode steps (the
-// graph captured at 1 row), a 17-token call (32 padded rows: plans, and with search a search,
-// made after the capture, so the graph is captured again) and 2 more decode steps, each call's
+// graph captured at 1 row), a 17-token call (32 padded rows: plans made after the capture, so the
+// graph is captured again) and 2 more decode steps, each call's
 // logits against the CPU session's.
 void compare_across_row_counts(const Model& m, const CudaOptions& opt, uint32_t seed) {
   REQUIRE(opt.max_tokens == 48);
@@ -63,15 +59,13 @@ void compare_across_row_counts(const Model& m, const CudaOptions& opt, uint32_t 
   CHECK(gpu.past() == cpu.past());
 }
 
-// The session's plan description for the 2:4 linears names this layout and search state.
-void check_described(const CudaSession& gpu, CudaSparseLayout l, bool search) {
+// The session's plan description for the 2:4 linears names this layout.
+void check_described(const CudaSession& gpu, CudaSparseLayout l) {
   const std::string plan = gpu.describe();
   INFO(plan.substr(0, 800));
   CHECK(has(plan, "(2:4 sparse f16, cuSPARSELt)"));
-  CHECK(has(plan, std::string("operand layout ") + runtime::cuda_sparse_layout_name(l) + ", configuration search " +
-                      (search ? "on" : "off")));
+  CHECK(has(plan, std::string("operand layout ") + runtime::cuda_sparse_layout_name(l) + ", cuSPARSELt's default"));
   CHECK(gpu.options().sparse_layout == l);
-  CHECK(gpu.options().sparse_search == (search ? CudaSparseSearch::On : CudaSparseSearch::Off));
 }
 
 }  // namespace
@@ -85,14 +79,12 @@ TEST_CASE("2:4-pruned dense weights (cuSPARSELt where the build has it) match th
     CudaSession gpu(m, opt);
     MESSAGE(gpu.describe().substr(0, 600));
     if (kcu::sparse24_available()) {
-      // auto: the transposed-weight layout where the library plans it, search from 0.10 on
+      // auto: the transposed-weight layout where the library plans it
       const bool at = kcu::sparse24_layout_supported(kcu::SparseLayout::kSparseAT);
-      check_described(gpu, at ? CudaSparseLayout::SparseAT : CudaSparseLayout::SparseA,
-                      kcu::sparse24_library_version() >= kSearchMinVersion);
+      check_described(gpu, at ? CudaSparseLayout::SparseAT : CudaSparseLayout::SparseA);
     } else {
-      MESSAGE("this build has no cuSPARSELt: the 2:4 weights run as dense f16 and the sparse options stay as given");
+      MESSAGE("this build has no cuSPARSELt: the 2:4 weights run as dense f16 and the layout option stays as given");
       CHECK(gpu.options().sparse_layout == CudaSparseLayout::Auto);
-      CHECK(gpu.options().sparse_search == CudaSparseSearch::Auto);
       CHECK(!has(gpu.describe(), "2:4 sparse linears"));
     }
   }
@@ -100,7 +92,7 @@ TEST_CASE("2:4-pruned dense weights (cuSPARSELt where the build has it) match th
   compare_perplexity(m, 71, 5e-4, opt);
 }
 
-TEST_CASE("2:4 linears in every cuSPARSELt operand layout (default configuration) match the CPU session") {
+TEST_CASE("2:4 linears in every cuSPARSELt operand layout match the CPU session") {
   LLMC_REQUIRE_GPU();
   if (!kcu::sparse24_available()) {
     MESSAGE("skipped: this build has no cuSPARSELt (configure with LLMC_CUSPARSELT_ROOT)");
@@ -116,7 +108,6 @@ TEST_CASE("2:4 linears in every cuSPARSELt operand layout (default configuration
     opt.max_context = 128;
     opt.max_tokens = 48;
     opt.sparse_layout = l;
-    opt.sparse_search = CudaSparseSearch::Off;
     seed += 5;
     if (!kcu::sparse24_layout_supported(kernel_layout(l))) {
       MESSAGE("skipped layout " << name << ": cuSPARSELt makes no plan for it on this device; asking for it is an error");
@@ -126,49 +117,7 @@ TEST_CASE("2:4 linears in every cuSPARSELt operand layout (default configuration
     }
     {
       CudaSession gpu(m, opt);
-      check_described(gpu, l, false);
-    }
-    compare_across_row_counts(m, opt, seed);
-  }
-}
-
-TEST_CASE("2:4 linears with configuration search match the CPU session; libraries older than 0.10 refuse it") {
-  LLMC_REQUIRE_GPU();
-  if (!kcu::sparse24_available()) {
-    MESSAGE("skipped: this build has no cuSPARSELt (configure with LLMC_CUSPARSELT_ROOT)");
-    return;
-  }
-  const Model m = pruned_llama();
-  const int v = kcu::sparse24_library_version();
-  CudaOptions opt;
-  opt.max_context = 128;
-  opt.max_tokens = 48;
-  opt.sparse_search = CudaSparseSearch::On;
-  if (v < kSearchMinVersion) {
-    MESSAGE("skipped the searched runs: cuSPARSELt reports version " << v << ", search needs >= "
-                                                                      << kSearchMinVersion << " (0.10.0)");
-    const std::string e = error_of([&] { CudaSession s(m, opt); });
-    INFO(e);
-    CHECK(has(e, "needs cuSPARSELt >= 0.10.0"));
-    CHECK(has(e, "version " + std::to_string(v)));
-    opt.sparse_search = CudaSparseSearch::Auto;  // auto falls back to the default configuration
-    CudaSession s(m, opt);
-    CHECK(s.options().sparse_search == CudaSparseSearch::Off);
-    return;
-  }
-  uint32_t seed = 100;
-  for (CudaSparseLayout l : {CudaSparseLayout::SparseAT, CudaSparseLayout::SparseA}) {
-    const std::string name = runtime::cuda_sparse_layout_name(l);
-    CAPTURE(name);
-    seed += 5;
-    if (!kcu::sparse24_layout_supported(kernel_layout(l))) {
-      MESSAGE("skipped layout " << name << ": cuSPARSELt makes no plan for it on this device");
-      continue;
-    }
-    opt.sparse_layout = l;
-    {
-      CudaSession gpu(m, opt);
-      check_described(gpu, l, true);
+      check_described(gpu, l);
     }
     compare_across_row_counts(m, opt, seed);
   }
