@@ -13,6 +13,12 @@
 //    16) keys up to the launch's `splits`. Other head dims: one block per q head, always `splits`
 //    slices. Moves 4·len·Hkv·d bytes of cache per query row: ~0.4 MB per layer at 384 positions
 //    for TinyLlama.
+//  - Launched with programmatic dependent launch (sm_90): attention_decode_append (head_dim 32,
+//    64, 128) reads *past and the cache rows before *past ahead of its griddepcontrol.wait, and
+//    attention_decode reads *past there, so the kernel just before them in the stream must not
+//    write those (in a decode step it is the q|k|v projection; kv_append of this step writes
+//    rows ≥ *past only), and must let its dependents launch only after its own griddepcontrol.wait
+//    (as pdl_begin does), so that every kernel before it has completed.
 #pragma once
 #include <cuda_runtime_api.h>
 

@@ -8,9 +8,15 @@
 // The number of slices is decided on the device from *past, not at launch: up to kSingle keys
 // (all of them in flight at once: 8 warps × kSteps × 16 keys) take one slice that writes the
 // output directly — no partials, fence, counter or merge; beyond that about kMulti keys per slice,
-// at most the launch's grid.y slices. Blocks past the row's slice count return at once, so the
-// grid (and a captured graph) stays fixed while the length grows. Every block of a (row, head
-// group) reads the same *past, so all agree on the slice count the arrival counter waits for.
+// at most the launch's grid.y slices, merged by the last block to arrive from L2 in one round of
+// loads. Blocks past the row's slice count return at once, so the grid (and a captured graph)
+// stays fixed while the length grows. Every block of a (row, head group) reads the same *past, so
+// all agree on the slice count the arrival counter waits for.
+//
+// Programmatic dependent launch: *past and the cache rows before it are not written by the kernel
+// before this one in the stream (attention.hpp), so with the append folded in (FUSE) they are read
+// before griddepcontrol.wait and the first K/V round trip overlaps that kernel's tail; q, k, v of
+// this token come after the wait.
 #pragma once
 
 constexpr int kMmaWarps = 8;
@@ -60,22 +66,60 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
   __shared__ float sm_m[kMmaWarps][kGroupRows], sm_l[kMmaWarps][kGroupRows];
   __shared__ float sm_acc[kMmaWarps][kGroupRows][D];
   __shared__ bool last_block;
-  pdl_begin();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int group = a.hq / a.hkv, chunks = (group + kGroupRows - 1) / kGroupRows;
   const int kvh = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
   const int h0 = kvh * group + chunk * kGroupRows, nh = min(kGroupRows, group - chunk * kGroupRows);
   const int s = blockIdx.y;
-  const int past = *a.past;
+  const int past = *a.past;  // before the wait: not written by the kernel before (attention.hpp)
+  bool waited = false;
   const int64_t kstride = static_cast<int64_t>(a.hkv) * D;  // between positions of the cache
   for (int64_t row = blockIdx.z; row < a.rows; row += gridDim.z) {
     const int64_t b = row / a.tokens;
     const int i = static_cast<int>(row % a.tokens);
     const int len = a.causal ? past + i + 1 : past + a.tokens;
 
+    const int nsplit = len <= C::kSingle ? 1 : min(a.splits, (len + C::kMulti - 1) / C::kMulti);
+    if (s >= nsplit) continue;  // the same for the whole block
+    const int per = (len + nsplit - 1) / nsplit;
+    const int j0 = s * per, j1 = min(len, j0 + per);
+    const int jg = FUSE ? min(j1, past) : j1;  // keys [j0, jg) come from the cache
+    const int groups = max(0, (j1 - j0 + 15) / 16);
+    const __half* kb = a.kc + (b * a.cap * a.hkv + kvh) * D + t * (D / 4);
+    const __half* vb = a.vc + (b * a.cap * a.hkv + kvh) * D + g * (D / 8);
+
+    // Warp w takes 16-key groups w, w + 8, .. w + 8·(S − 1), then the next 8·S. The first batch of
+    // loads goes out before q is staged and rotated (with FUSE before the PDL wait: keys < past
+    // only), so the cache round trip overlaps both.
+    uint32_t kf[S][2][C::KW], vf[S][4][C::VW];
+    auto load = [&](int g0) {
+#pragma unroll
+      for (int u = 0; u < S; ++u) {
+        const int jb = j0 + (g0 + u * kMmaWarps) * 16;
+#pragma unroll
+        for (int tau = 0; tau < 2; ++tau) {
+          const int j = jb + tau * 8 + g;
+          load_words(kf[u][tau], kb + j * kstride, j < jg);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int j = jb + 2 * t + (q & 1) + (q >> 1) * 8;
+          load_words(vf[u][q], vb + j * kstride, j < jg);
+        }
+      }
+    };
+    int g0 = warp;
+    if (FUSE && g0 < groups) load(g0);
+    if (!waited) {  // q, k, v and the cache rows at past and later may be the previous kernel's
+      grid_dependency_wait();
+      launch_dependents();  // after the wait, as every kernel here: see attention.hpp
+      waited = true;
+    }
+    if (!FUSE && g0 < groups) load(g0);
+
     // q of the group's heads (with FUSE also this token's k and v) go to shared memory as f16,
-    // q and k rotated as kv_append would store them. Their loads go out first, before *past is
-    // known; block (s = 0, chunk 0) writes k, v to the cache at past.
+    // q and k rotated as kv_append would store them; block (s = 0, chunk 0) writes k, v to the
+    // cache at past.
     constexpr int kStaged = (FUSE ? kGroupRows + 2 : kGroupRows) * D;
     constexpr int kPer = (kStaged + kMmaWarps * 32 - 1) / (kMmaWarps * 32);
     float xs[kPer], xo[kPer], fr[kPer];  // the element, its rotation partner, the frequency
@@ -102,37 +146,6 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
         fr[r] = a.inv_freq[pi];
       }
     }
-
-    const int nsplit = len <= C::kSingle ? 1 : min(a.splits, (len + C::kMulti - 1) / C::kMulti);
-    if (s >= nsplit) continue;  // the same for the whole block
-    const int per = (len + nsplit - 1) / nsplit;
-    const int j0 = s * per, j1 = min(len, j0 + per);
-    const int jg = FUSE ? min(j1, past) : j1;  // keys [j0, jg) come from the cache
-    const int groups = max(0, (j1 - j0 + 15) / 16);
-    const __half* kb = a.kc + (b * a.cap * a.hkv + kvh) * D + t * (D / 4);
-    const __half* vb = a.vc + (b * a.cap * a.hkv + kvh) * D + g * (D / 8);
-
-    // Warp w takes 16-key groups w, w + 8, .. w + 8·(S − 1), then the next 8·S. The first batch of
-    // loads goes out before q is rotated, so the cache round trip overlaps it.
-    uint32_t kf[S][2][C::KW], vf[S][4][C::VW];
-    auto load = [&](int g0) {
-#pragma unroll
-      for (int u = 0; u < S; ++u) {
-        const int jb = j0 + (g0 + u * kMmaWarps) * 16;
-#pragma unroll
-        for (int tau = 0; tau < 2; ++tau) {
-          const int j = jb + tau * 8 + g;
-          load_words(kf[u][tau], kb + j * kstride, j < jg);
-        }
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int j = jb + 2 * t + (q & 1) + (q >> 1) * 8;
-          load_words(vf[u][q], vb + j * kstride, j < jg);
-        }
-      }
-    };
-    int g0 = warp;
-    if (g0 < groups) load(g0);
 
 #pragma unroll
     for (int r = 0; r < kPer; ++r) {
@@ -261,22 +274,36 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
       __syncthreads();
       if (last_block) {
         __threadfence();
-        // Each thread merges its (head, dim) over the slices in one pass (online, as in the key
-        // loop): all of its loads are independent, so they go out together.
-        for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
-          const int hh = idx / D, dd = idx % D;
+        // Warp hh merges head hh: lane sp loads slice sp's (max, sum) while every lane loads its
+        // D / 32 dims of all slices' outputs (kBatch slices at a time), so one round of L2 loads
+        // is exposed, not one per slice; the weights exp2(m_sp − M) / L go round by shuffles.
+        constexpr int DL = D / 32, kBatch = DL >= 4 ? 16 : 32;
+        for (int hh = warp; hh < nh; hh += kMmaWarps) {
           const float* parts = a.ws + (rh0 + hh) * a.splits * (D + 2);
-          float gm = -INFINITY, gl = 0.0f, go = 0.0f;
-#pragma unroll 4
-          for (int sp = 0; sp < nsplit; ++sp) {
-            const float* ps = parts + sp * (D + 2);
-            const float ms = __ldcg(ps), ls = __ldcg(ps + 1), os = __ldcg(ps + 2 + dd);
-            const float m_new = fmaxf(gm, ms), c_old = weight(gm, m_new), c_new = weight(ms, m_new);
-            gl = gl * c_old + ls * c_new;
-            go = go * c_old + os * c_new;
-            gm = m_new;
+          const float ms = lane < nsplit ? __ldcg(parts + lane * (D + 2)) : -INFINITY;
+          const float ls = lane < nsplit ? __ldcg(parts + lane * (D + 2) + 1) : 0.0f;
+          float go[DL] = {}, wn = 0.0f;
+          for (int s0 = 0; s0 < nsplit; s0 += kBatch) {
+            float os[kBatch][DL];
+#pragma unroll
+            for (int u = 0; u < kBatch; ++u)
+#pragma unroll
+              for (int e = 0; e < DL; ++e)
+                os[u][e] = s0 + u < nsplit ? __ldcg(parts + (s0 + u) * (D + 2) + 2 + lane + 32 * e) : 0.0f;
+            if (s0 == 0) {  // after the first batch's loads are out
+              const float gm = warp_max(ms), wl = weight(ms, gm);
+              wn = wl / warp_sum(ls * wl);  // lane sp: slice sp's weight in the output
+            }
+#pragma unroll
+            for (int u = 0; u < kBatch; ++u) {
+              const float w = __shfl_sync(0xffffffffu, wn, (s0 + u) & 31);
+#pragma unroll
+              for (int e = 0; e < DL; ++e) go[e] += s0 + u < nsplit ? os[u][e] * w : 0.0f;
+            }
           }
-          a.out[row * a.ldo + static_cast<int64_t>(h0 + hh) * D + dd] = __float2half_rn(go / gl);
+#pragma unroll
+          for (int e = 0; e < DL; ++e)
+            a.out[row * a.ldo + static_cast<int64_t>(h0 + hh) * D + lane + 32 * e] = __float2half_rn(go[e]);
         }
         if (threadIdx.x == 0) a.counters[rh0] = 0;  // ready for the next launch (stream order)
       }

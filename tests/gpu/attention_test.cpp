@@ -29,6 +29,7 @@ struct AttnCase {
   int64_t batch, tokens, past, hq, hkv, d, rot;
   bool causal, neox, rope;
   const char* name;
+  int splits = 0;  // the launch's slice count; 0: attention_decode_splits for 132 SMs
 };
 
 // Runs kv_append (+ rope) and attention on the device for one case and compares q rotation, the
@@ -50,7 +51,8 @@ void run_case(const AttnCase& c, Mode mode, uint32_t seed) {
   const kcu::KvCacheView cache{dk.data(), dv.data(), cap, c.hkv, c.d};
   kcu::AttentionParams p{B, T, c.hq, c.hkv, c.d, static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.d))), c.causal};
   kcu::AttentionWorkspace ws(rows, c.hq, c.d, 32);
-  const int splits = kcu::attention_decode_splits(rows, c.hq, 132, 32);
+  const int splits = c.splits > 0 ? c.splits : kcu::attention_decode_splits(rows, c.hq, 132, 32);
+  CAPTURE(splits);
   if (mode == Mode::DecodeAppend) {
     REQUIRE(T == 1);
     kcu::attention_decode_append(f16_view(dqkv, row_w, 0), f16_view(dqkv, row_w, qw), f16_view(dqkv, row_w, qw + kw),
@@ -162,6 +164,8 @@ TEST_CASE("split-K decode attention matches the CPU twin") {
       {2, 1, 300, 16, 1, 128, 128, true, true, true, "MQA 16/1 d128: two head groups, 301 keys"},
       {1, 1, 1500, 4, 2, 32, 32, true, false, true, "d32, 1501 keys: 12 slices"},
       {2, 2, 100, 6, 3, 128, 64, true, true, true, "d128, 2 tokens, one slice"},
+      {1, 1, 1800, 32, 4, 64, 64, true, true, true, "1801 keys, 4 slices at launch", 4},
+      {1, 1, 1800, 8, 2, 128, 128, true, true, true, "d128, 1801 keys: 32 slices, merged in two load rounds of 16", 32},
   };
   uint32_t seed = 200;
   for (const auto& c : cases) run_case(c, Mode::Decode, seed += 10);
@@ -180,6 +184,9 @@ TEST_CASE("decode attention with the cache append folded in (one token) matches 
       {2, 1, 520, 12, 2, 128, 64, true, false, true, "GQA 6, d128, interleaved partial rotary, 521 keys"},
       {1, 1, 40, 32, 1, 32, 32, true, true, true, "MQA 32/1 d32: four head groups"},
       {3, 1, 90, 8, 8, 64, 64, false, true, false, "MHA, no rotary, not causal"},
+      {1, 1, 1800, 32, 4, 64, 64, true, true, true, "1801 keys, 2 slices at launch", 2},
+      {2, 1, 249, 12, 2, 128, 64, true, false, true, "d128 GQA 6, 250 keys: one slice"},
+      {1, 1, 450, 16, 1, 32, 32, true, true, true, "MQA 16/1 d32, 451 keys: one slice"},
   };
   uint32_t seed = 400;
   for (const auto& c : cases) run_case(c, Mode::DecodeAppend, seed += 10);
