@@ -67,9 +67,12 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 
 // Launches kernel<<<grid, block, 0, stream>>>(args...) with programmatic stream serialization on
 // sm_90+ (PDL, as gemv_quantized does): the launch and ramp-up overlap the tail of the kernel
-// before it. Every kernel launched this way starts with grid_dependency_wait(), before it reads
-// or writes anything, so stream order holds; it then calls launch_dependents() to let the next
-// kernel's launch begin. Saves ~1 µs per dependent launch in a decode step of ~200 kernels.
+// before it. Every kernel launched this way calls grid_dependency_wait() before it reads or
+// writes anything an earlier kernel may touch, so stream order holds, and launch_dependents() only
+// after that wait (so when a kernel starts, every kernel but the one just before it has
+// finished). Only constant data (weights) is read before the wait, except in the fused decode
+// attention, which also reads *past and older cache rows there (the contract in attention.hpp).
+// Saves ~1 µs per dependent launch in a decode step of ~200 kernels.
 template <class... KArgs, class... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
   int dev = 0, major = 0;
