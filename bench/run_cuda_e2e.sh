@@ -27,7 +27,7 @@ if [ "${LLMC_E2E_TESTS:-1}" = 1 ]; then
   grep -E "ERROR|error/tolerance|relative l2|perplexity cpu|FAILED|Status" "$OUT/test_gpu_runtime.log" | head -40
 fi
 for batch in ${LLMC_E2E_BATCH:-1}; do
-for entry in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16/unfused w4a16-head}; do
+for entry in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16/unfused w4a16-head sparse24}; do
   scheme=${entry%/unfused}
   flags=""
   [ "$scheme" != "$entry" ] && flags="--no-fused-gemv"

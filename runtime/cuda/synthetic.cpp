@@ -30,6 +30,20 @@ Tensor random_tensor(Shape shape, uint64_t seed, float spread, float mean = 0.0f
   return t;
 }
 
+// Zeros two of every four consecutive inputs of each row (the 2:4 pattern of `prune --pattern 2:4`),
+// which pair kept chosen by the hash per group: all six patterns occur.
+void make_2to4(Tensor& t, uint64_t seed) {
+  static constexpr uint8_t kKeep[6] = {0b0011, 0b0101, 0b1001, 0b0110, 0b1010, 0b1100};
+  float* p = t.mutable_data<float>();
+  const int64_t groups = t.numel() / 4;
+#pragma omp parallel for schedule(static) if (groups > 16384)
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    const uint8_t keep = kKeep[mix(seed ^ mix(static_cast<uint64_t>(gi))) % 6];
+    for (int e = 0; e < 4; ++e)
+      if (!(keep >> e & 1)) p[gi * 4 + e] = 0.0f;
+  }
+}
+
 QuantizedWeight random_quantized(int bits, int64_t rows, int64_t cols, int64_t group, uint64_t seed) {
   QuantizedWeight w;
   w.bits = bits;
@@ -64,14 +78,28 @@ nlohmann::json synthetic_config(const std::string& name) {
             {"rope_theta", 10000.0},
             {"max_position_embeddings", 2048},
             {"tie_word_embeddings", false}};
-  throw Error("unknown synthetic model '" + name + "' (known: tinyllama)", ErrorKind::Usage);
+  if (name == "smollm2")  // SmolLM2-135M's shape, the head stored apart (same bytes per token)
+    return {{"model_type", "llama"},
+            {"hidden_size", 576},
+            {"intermediate_size", 1536},
+            {"num_hidden_layers", 30},
+            {"num_attention_heads", 9},
+            {"num_key_value_heads", 3},
+            {"vocab_size", 49152},
+            {"rms_norm_eps", 1e-5},
+            {"rope_theta", 100000.0},
+            {"max_position_embeddings", 8192},
+            {"tie_word_embeddings", false}};
+  throw Error("unknown synthetic model '" + name + "' (known: tinyllama, smollm2)", ErrorKind::Usage);
 }
 
 Model synthetic_model(const std::string& name, const std::string& scheme, uint64_t seed) {
   int bits = 0;
   int64_t group = 0;
-  bool head = false;
-  if (scheme == "w4a16") {
+  bool head = false, sparse = false;
+  if (scheme == "sparse24") {
+    sparse = true;
+  } else if (scheme == "w4a16") {
     bits = 4;
     group = 128;
   } else if (scheme == "w4a16-head") {
@@ -81,7 +109,8 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
   } else if (scheme == "w8a16") {
     bits = 8;
   } else if (scheme != "f16") {
-    throw Error("unknown synthetic scheme '" + scheme + "' (known: f16, w4a16, w4a16-head, w8a16)", ErrorKind::Usage);
+    throw Error("unknown synthetic scheme '" + scheme + "' (known: f16, sparse24, w4a16, w4a16-head, w8a16)",
+                ErrorKind::Usage);
   }
   const nlohmann::json cfg = synthetic_config(name);
   const int64_t D = cfg["hidden_size"], F = cfg["intermediate_size"], L = cfg["num_hidden_layers"];
@@ -99,6 +128,7 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
       w[n] = Tensor::borrow(DType::F32, {rows, cols}, shared.data<float>(), std::make_shared<Tensor>(shared));
     else
       w[n] = random_tensor({rows, cols}, ++s, spread);
+    if (sparse) make_2to4(w[n], ++s);
   };
   w["model.embed_tokens.weight"] = random_tensor({V, D}, ++s, spread);
   w["model.norm.weight"] = random_tensor({D}, ++s, 0.1f, 1.0f);

@@ -12,11 +12,14 @@
 namespace llmc::runtime {
 
 // "tinyllama": TinyLlama-1.1B (hidden 2048, 22 layers, 32 heads, 4 KV heads, intermediate 5632,
-// vocab 32000). Throws a usage Error listing the known names.
+// vocab 32000); "smollm2": SmolLM2-135M (hidden 576, 30 layers, 9 heads, 3 KV heads,
+// intermediate 1536, vocab 49152; head untied). Throws a usage Error listing the known names.
 nlohmann::json synthetic_config(const std::string& name);
 
 // scheme:
 //  "f16"        dense weights, N(0, 0.02)-like (uniform of that spread), norms near 1;
+//  "sparse24"   the same with two of every four inputs of each decoder linear zeroed (2:4, which
+//               pair kept varies), so the CUDA runtime runs them through cuSPARSELt; head dense;
 //  "w4a16"      every decoder linear INT4 symmetric g128 (codes uniform over [−8, 7], f16 scales
 //               around 0.0043, i.e. weights of spread ~0.02 as RTN of the f16 model would give),
 //               the head dense as the compression passes leave it;
