@@ -21,6 +21,7 @@
 #include "kernels/cuda/prefill.hpp"
 #include "kernels/cuda/quant_gemv.hpp"
 #include "kernels/cuda/quant_gemv_fused.hpp"
+#include "kernels/cuda/sparse_gemv.hpp"
 #include "kernels/cuda/sparse_gemm.hpp"
 #include "runtime/ir/dtype.hpp"
 
@@ -254,6 +255,22 @@ int main(int argc, char** argv) {
       w8.push_back(GpuQuantWeight::upload(random_weight(8, n, k, 0, ++seed), "w8"));
       while (static_cast<int>(w4.size()) < copies_for(w4[0].weight_bytes())) w4.push_back(w4[0].clone());
       while (static_cast<int>(w8.size()) < copies_for(w8[0].weight_bytes())) w8.push_back(w8[0].clone());
+      // 2:4 W4 sym g128: the W4 weight with two of every four codes set to value 0 (which two
+      // varies along the row)
+      std::vector<GpuSparse24QWeight> w24;
+      {
+        QuantizedWeight q = random_weight(4, n, k, 128, ++seed);
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t c = 0; c < k; c += 4) {
+            const int keep = static_cast<int>((r * 7 + c / 4 * 3) % 6), pairs[6][2] = {{0, 1}, {0, 2}, {0, 3},
+                                                                                     {1, 2}, {1, 3}, {2, 3}};
+            for (int e = 0; e < 4; ++e)
+              if (e != pairs[keep][0] && e != pairs[keep][1]) q.set_q(r, c + e, 0);
+          }
+        w24.push_back(GpuSparse24QWeight::upload(q, "w24"));
+      }
+      while (static_cast<int>(w24.size()) < copies_for(w24[0].weight_bytes())) w24.push_back(w24[0].clone());
+      const int n24 = static_cast<int>(w24.size());
       DeviceBuffer<uint16_t> x(random_f16(static_cast<size_t>(max_m * k), ++seed, 1.0f));
       DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m * n)), scratch(static_cast<size_t>(n * k));
       const int nd = static_cast<int>(dense.size()), n4 = static_cast<int>(w4.size()), n8 = static_cast<int>(w8.size());
@@ -327,6 +344,13 @@ int main(int argc, char** argv) {
           for (Variant& v : variants) {
             const double tv = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4[i % n4], x.data(), y.data(), m, v.ws, s); });
             rows.push_back({n, k, m, v.name, tv * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
+            log_row(rows.back());
+          }
+          if (gemv_sparse24_w4_fits(w24[0].layout(), m)) {
+            const double t24 = time_per_call(s, batch, runs, [&](int i) {
+              gemv_sparse24_w4(w24[i % n24], x.data(), y.data(), m, s);
+            });
+            rows.push_back({n, k, m, "w4a16_2of4_gemv", t24 * 1e6, act + w24[0].weight_bytes(), flops, t_cublas * 1e6});
             log_row(rows.back());
           }
           if (gemv_fused_fits(w4[0].layout(), m)) {

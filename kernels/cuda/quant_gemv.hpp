@@ -47,6 +47,11 @@ struct RepackedWeight {
 // and a group length that is a multiple of 32 unless one group spans the whole row.
 RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name);
 
+// The group scales and zero points in the kernels' order, `scales`/`zeros` of RepackedWeight for
+// `tiles` 16-row tiles (zeros left empty for symmetric weights). Shared with the 2:4 layout.
+void pack_group_params(const QuantizedWeight& w, int64_t tiles, std::vector<uint16_t>& scales,
+                       std::vector<uint8_t>& zeros);
+
 // A quantized linear weight on the device (read-only once uploaded).
 class GpuQuantWeight {
  public:

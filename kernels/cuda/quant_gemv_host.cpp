@@ -80,19 +80,26 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
         }
       }
 
-  r.scales.assign(static_cast<size_t>(ng * l.tiles * 16), 0);
-  if (!w.symmetric) r.zeros.assign(r.scales.size(), 0);
+  pack_group_params(w, l.tiles, r.scales, r.zeros);
+  return r;
+}
+
+void pack_group_params(const QuantizedWeight& w, int64_t tiles, std::vector<uint16_t>& scales,
+                       std::vector<uint8_t>& zeros) {
+  const int64_t ng = w.n_groups();
+  scales.assign(static_cast<size_t>(ng * tiles * 16), 0);
+  zeros.clear();
+  if (!w.symmetric) zeros.assign(scales.size(), 0);
   for (int64_t grp = 0; grp < ng; ++grp)
-    for (int64_t t = 0; t < l.tiles; ++t)
+    for (int64_t t = 0; t < tiles; ++t)
       for (int g = 0; g < 8; ++g)
         for (int e = 0; e < 2; ++e) {
           const int64_t row = 16 * t + g + 8 * e;
           if (row >= w.rows) continue;
-          const size_t i = static_cast<size_t>(((grp * l.tiles + t) * 8 + g) * 2 + e);
-          r.scales[i] = w.scales[row * ng + grp];
-          if (!w.symmetric) r.zeros[i] = static_cast<uint8_t>(w.zero(row, grp));
+          const size_t i = static_cast<size_t>(((grp * tiles + t) * 8 + g) * 2 + e);
+          scales[i] = w.scales[row * ng + grp];
+          if (!w.symmetric) zeros[i] = static_cast<uint8_t>(w.zero(row, grp));
         }
-  return r;
 }
 
 GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int max_splits, int forced_splits) {

@@ -1,0 +1,206 @@
+// Host side of the 2:4 sparse INT4 GEMV: packing QuantizedWeight into the layout of
+// sparse_gemv.hpp (and back, for tests) and uploading it.
+#include <algorithm>
+
+#include "kernels/cuda/quant_gemv.hpp"
+#include "kernels/cuda/sparse_gemv.hpp"
+
+namespace llmc::kernels::cuda {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// quant_gemv.hpp's nibble order: fragment elements a0 a2 a4 a6 a1 a3 a5 a7 from the low nibble up.
+constexpr int kNibbleOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// The fragment element i (0..7) of lane (g, t) in one chunk: its row offset in the tile (g or
+// g + 8), its 4-input group in the chunk (t or t + 4) and which kept value (first or second) —
+// the m16n8k16 A layout over the compressed columns 2t, 2t + 1 (elements 0-3) and 2t + 8, 2t + 9
+// (elements 4-7), two compressed columns per group.
+struct Slot {
+  int row_off, group, kept;
+};
+Slot slot(int g, int t, int i) { return {g + ((i >> 1) & 1) * 8, t + (i >> 2) * 4, i & 1}; }
+
+// The metadata word of lane (g, t) for chunk pair h of a super: chunk 2h + t / 2 (selector t / 2),
+// inputs 16·(t % 2) .. + 15 of it.
+int meta_chunk(int t, int h) { return 2 * h + (t >> 1); }
+
+}  // namespace
+
+RepackedSparse24Q repack_sparse24_w4(const QuantizedWeight& w, const std::string& name) {
+  w.validate(name);
+  const std::string where = "quantized weight '" + name + "' (2:4 INT4 GPU upload): ";
+  check(w.bits == 4, where + std::to_string(w.bits) + "-bit codes; the 2:4 kernel takes INT4");
+  check(w.g_idx.empty(), where + "act-order g_idx is not supported by the GPU kernels; reorder the columns first");
+  const int64_t gl = w.group_len(), ng = w.n_groups();
+  check(ng == 1 || gl % 32 == 0,
+        where + "group size " + std::to_string(gl) + " must be a multiple of 32 (or span the whole row)");
+  check(w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31), where + "shape too large for 32-bit indexing");
+
+  RepackedSparse24Q r;
+  Sparse24QLayout& l = r.layout;
+  l.symmetric = w.symmetric;
+  l.rows = w.rows;
+  l.cols = w.cols;
+  l.tiles = ceil_div(w.rows, 16);
+  l.supers = ceil_div(w.cols, 128);
+  l.n_groups = ng;
+  l.k32_per_group = ng == 1 ? 0 : gl / 32;
+
+  // The code of value 0 in (row, column)'s group: what padding and pruned inputs hold.
+  const int offset = w.symmetric ? 8 : 0;
+  auto zero_code = [&](int64_t row, int64_t col) -> int {
+    return !w.symmetric && row < w.rows ? w.zero(row, w.group_of(std::min(col, w.cols - 1))) : offset;
+  };
+  auto code = [&](int64_t row, int64_t col) -> int {
+    if (row >= w.rows || col >= w.cols) return zero_code(row, col);
+    return w.q(row, col) + offset;
+  };
+
+  // Per (row, 4-input group): the two kept positions (ascending) and their codes.
+  struct Kept {
+    uint8_t idx[2];
+    uint8_t code[2];
+  };
+  const int64_t prow = l.tiles * 16, pcols = l.supers * 128;
+  std::vector<Kept> kept(static_cast<size_t>(prow * (pcols / 4)));
+  for (int64_t row = 0; row < prow; ++row)
+    for (int64_t q = 0; q < pcols / 4; ++q) {
+      int nz[4], n = 0;
+      for (int e = 0; e < 4; ++e)
+        if (code(row, 4 * q + e) != zero_code(row, 4 * q + e)) nz[n++] = e;
+      if (n > 2)
+        throw Error(where + "row " + std::to_string(row) + ", columns " + std::to_string(4 * q) + ".." +
+                    std::to_string(4 * q + 3) + " hold " + std::to_string(n) +
+                    " non-zero weights; 2:4 allows two in every four (prune with --pattern 2:4 first)");
+      // fewer than two: complete with the first zero positions (their value is exactly 0)
+      for (int e = 0; e < 4 && n < 2; ++e)
+        if (std::find(nz, nz + n, e) == nz + n) nz[n++] = e;
+      std::sort(nz, nz + 2);
+      Kept& k = kept[static_cast<size_t>(row * (pcols / 4) + q)];
+      for (int i = 0; i < 2; ++i) {
+        k.idx[i] = static_cast<uint8_t>(nz[i]);
+        k.code[i] = static_cast<uint8_t>(code(row, 4 * q + nz[i]));
+      }
+    }
+  auto kept_at = [&](int64_t row, int64_t group4) -> const Kept& {
+    return kept[static_cast<size_t>(row * (pcols / 4) + group4)];
+  };
+  // 16 metadata bits of `row` for inputs 16·half .. + 15 of chunk k32: four bits per group.
+  auto meta16 = [&](int64_t row, int64_t k32, int half) {
+    uint32_t m = 0;
+    for (int q = 0; q < 4; ++q) {
+      const Kept& k = kept_at(row, k32 * 8 + half * 4 + q);
+      m |= static_cast<uint32_t>(k.idx[0] | k.idx[1] << 2) << (4 * q);
+    }
+    return m;
+  };
+
+  r.codes.assign(static_cast<size_t>(l.tiles * l.supers * 32 * 16), 0);
+  r.meta.assign(static_cast<size_t>(l.tiles * l.supers * 32 * 8), 0);
+  for (int64_t t = 0; t < l.tiles; ++t)
+    for (int64_t s = 0; s < l.supers; ++s)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane >> 2, tig = lane & 3;
+        const int64_t r0 = 16 * t + g;
+        const size_t at = static_cast<size_t>((t * l.supers + s) * 32 + lane);
+        for (int c = 0; c < 4; ++c) {
+          const int64_t k32 = s * 4 + c;
+          uint32_t word = 0;
+          for (int n = 0; n < 8; ++n) {
+            const int i = kNibbleOrder[n];
+            const Slot sl = slot(g, tig, i);
+            word |= static_cast<uint32_t>(kept_at(16 * t + sl.row_off, k32 * 8 + sl.group).code[sl.kept]) << (4 * n);
+          }
+          for (int b = 0; b < 4; ++b) r.codes[at * 16 + c * 4 + b] = static_cast<uint8_t>(word >> (8 * b));
+        }
+        for (int h = 0; h < 2; ++h) {
+          const int64_t k32 = s * 4 + meta_chunk(tig, h);
+          const uint32_t word = meta16(r0, k32, tig & 1) | meta16(r0 + 8, k32, tig & 1) << 16;
+          for (int b = 0; b < 4; ++b) r.meta[at * 8 + h * 4 + b] = static_cast<uint8_t>(word >> (8 * b));
+        }
+      }
+  pack_group_params(w, l.tiles, r.scales, r.zeros);
+  return r;
+}
+
+std::vector<uint8_t> unpack_sparse24_w4(const RepackedSparse24Q& r) {
+  const Sparse24QLayout& l = r.layout;
+  const int64_t pcols = l.supers * 128;
+  // Start from the value-0 code: the symmetric offset, or each group's zero point.
+  std::vector<uint8_t> out(static_cast<size_t>(l.rows * l.cols), l.symmetric ? 8 : 0);
+  std::vector<int> placed(static_cast<size_t>(l.tiles * 16 * pcols), -1);
+  auto word_at = [](const std::vector<uint8_t>& v, size_t byte) {
+    return static_cast<uint32_t>(v[byte]) | static_cast<uint32_t>(v[byte + 1]) << 8 |
+           static_cast<uint32_t>(v[byte + 2]) << 16 | static_cast<uint32_t>(v[byte + 3]) << 24;
+  };
+  for (int64_t t = 0; t < l.tiles; ++t)
+    for (int64_t s = 0; s < l.supers; ++s)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane >> 2, tig = lane & 3;
+        const size_t at = static_cast<size_t>((t * l.supers + s) * 32 + lane);
+        // The metadata of this lane's rows comes from the lanes holding it for each chunk/half.
+        auto index_of = [&](int64_t row_off, int64_t k32_in_super, int group, int kept) {
+          const int half = group >> 2, h = static_cast<int>(k32_in_super >> 1);
+          const int holder = g * 4 + (static_cast<int>(k32_in_super & 1) << 1) + half;  // lane with that metadata
+          const uint32_t m = word_at(r.meta, static_cast<size_t>((t * l.supers + s) * 32 + holder) * 8 + h * 4);
+          const uint32_t bits = (row_off >= 8 ? m >> 16 : m) & 0xffffu;
+          return static_cast<int>(bits >> (4 * (group & 3) + 2 * kept) & 3u);
+        };
+        for (int c = 0; c < 4; ++c) {
+          const uint32_t word = word_at(r.codes, at * 16 + c * 4);
+          for (int n = 0; n < 8; ++n) {
+            const Slot sl = slot(g, tig, kNibbleOrder[n]);
+            const int64_t row = 16 * t + sl.row_off;
+            const int64_t col = (s * 4 + c) * 32 + sl.group * 4 + index_of(sl.row_off, c, sl.group, sl.kept);
+            placed[static_cast<size_t>(row * pcols + col)] = static_cast<int>(word >> (4 * n) & 0xfu);
+          }
+        }
+      }
+  for (int64_t row = 0; row < l.rows; ++row)
+    for (int64_t col = 0; col < l.cols; ++col) {
+      const int v = placed[static_cast<size_t>(row * pcols + col)];
+      if (v >= 0) {
+        out[static_cast<size_t>(row * l.cols + col)] = static_cast<uint8_t>(v);
+      } else if (!l.symmetric) {  // a pruned input: its group's zero point
+        const int64_t grp = l.k32_per_group == 0 ? 0 : std::min(col / (32 * l.k32_per_group), l.n_groups - 1);
+        out[static_cast<size_t>(row * l.cols + col)] =
+            r.zeros[static_cast<size_t>(((grp * l.tiles + row / 16) * 8 + row % 8) * 2 + (row % 16) / 8)];
+      }
+    }
+  return out;
+}
+
+GpuSparse24QWeight GpuSparse24QWeight::upload(const QuantizedWeight& w, const std::string& name) {
+  return upload(repack_sparse24_w4(w, name));
+}
+
+GpuSparse24QWeight GpuSparse24QWeight::upload(const RepackedSparse24Q& r) {
+  GpuSparse24QWeight g;
+  g.layout_ = r.layout;
+  g.codes_ = DeviceBuffer<uint8_t>(r.codes);
+  g.meta_ = DeviceBuffer<uint8_t>(r.meta);
+  g.scales_ = DeviceBuffer<uint16_t>(r.scales);
+  if (!r.zeros.empty()) g.zeros_ = DeviceBuffer<uint8_t>(r.zeros);
+  int dev = 0;
+  LLMC_CUDA_CHECK(cudaGetDevice(&dev));
+  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.sm_count_, cudaDevAttrMultiProcessorCount, dev));
+  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.compute_major_, cudaDevAttrComputeCapabilityMajor, dev));
+  return g;
+}
+
+GpuSparse24QWeight GpuSparse24QWeight::clone() const {
+  GpuSparse24QWeight g;
+  g.layout_ = layout_;
+  g.codes_ = codes_.clone();
+  g.meta_ = meta_.clone();
+  g.scales_ = scales_.clone();
+  g.zeros_ = zeros_.clone();
+  g.sm_count_ = sm_count_;
+  g.compute_major_ = compute_major_;
+  return g;
+}
+
+}  // namespace llmc::kernels::cuda
