@@ -9,10 +9,13 @@
 #   bash scripts/gpu_backend_check.sh pack
 #       here (a build with ICU): writes .gpu-carry/a (first half of the GGUF) and .gpu-carry/b
 #       (second half, its hash, wiki.test / wiki.valid as ids).
-#   device call 1, carry [".gpu-carry/a"]:  bash scripts/gpu_backend_check.sh stage
-#       copies the first half to /tmp/llmc-carry-a (kept while the machine stays warm).
-#   device call 2, carry [".gpu-carry/b"], after building llmcompress with CUDA:
-#       BIN=build-gpu/llmcompress bash scripts/gpu_backend_check.sh run
+#   device call 1, carry [".gpu-carry/a"]:  bash scripts/gpu_backend_check.sh stage, then build
+#       llmcompress with CUDA in a folder outside the tree, e.g. cmake -S . -B /tmp/llmc-build -G Ninja
+#       -DCMAKE_BUILD_TYPE=Release -DLLMC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C
+#       /tmp/llmc-build llmcompress (both kept while the machine stays warm, ~30 s after a call).
+#       Stage copies the first half to /tmp/llmc-carry-a.
+#   device call 2, carry [".gpu-carry/b"], right after:
+#       BIN=/tmp/llmc-build/llmcompress bash scripts/gpu_backend_check.sh run   (a few minutes)
 #       joins and checks the model, compresses each variant (calibrated on the wiki.valid ids),
 #       evaluates each with --backend cpu and --backend cuda on the wiki.test ids, and writes
 #       $OUT/backend_check.json and a Markdown table (stdout).
