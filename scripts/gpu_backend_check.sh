@@ -112,7 +112,7 @@ PY
   rm -rf "$work"
   ;;
 *)
-  sed -n 2,24p "$0" >&2
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2
   exit 2
   ;;
 esac
