@@ -75,10 +75,8 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // Saves ~1 µs per dependent launch in a decode step of ~200 kernels.
 template <class... KArgs, class... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
-  int dev = 0, major = 0;
-  LLMC_CUDA_CHECK(cudaGetDevice(&dev));
-  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  launch_kernel(kernel, grid, block, 0, major >= 9, stream, std::forward<Args>(args)...);
+  const bool sm90 = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
+  launch_kernel(kernel, grid, block, 0, sm90, stream, std::forward<Args>(args)...);
 }
 
 // The prologue of every kernel launched with launch_pdl.

@@ -20,4 +20,11 @@ void throw_cublas_error(const char* what, int status, const char* file, int line
               ErrorKind::Runtime);
 }
 
+int current_device_attribute(cudaDeviceAttr attr) {
+  int dev = 0, value = 0;
+  LLMC_CUDA_CHECK(cudaGetDevice(&dev));
+  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, dev));
+  return value;
+}
+
 }  // namespace llmc::kernels::cuda

@@ -10,6 +10,9 @@ namespace llmc::kernels::cuda {
 [[noreturn]] void throw_cuda_error(const char* what, cudaError_t err, const char* file, int line);
 [[noreturn]] void throw_cublas_error(const char* what, int status, const char* file, int line);
 
+// An attribute of the current device (multiprocessor count, compute capability major, ...).
+int current_device_attribute(cudaDeviceAttr attr);
+
 }  // namespace llmc::kernels::cuda
 
 // LLMC_CUDA_CHECK(cudaMalloc(&p, n)): throws on any status but cudaSuccess.

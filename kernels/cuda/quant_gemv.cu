@@ -97,14 +97,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   launch_dependents();  // the next kernel's blocks may start prefetching as ours retire
   // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
   if (p.splits == 1) {
-    if (!tile_ok) return;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
-        if (m < p.m && row < p.n) p.y[static_cast<size_t>(m) * p.n + row] = __float2half_rn(acc[nt][e]);
-      }
+    if (tile_ok) store_tile_f16<NT>(acc, p.y, p.m, p.n, t, g, tig);
     return;
   }
 

@@ -218,21 +218,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
   }
   launch_dependents();
 
-  // The warps of a tile add their K ranges' partial sums (in fixed order: deterministic).
-  if (p.wpt > 1) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) part[(warp * NT * 4 + nt * 4 + e) * 32 + lane] = acc[nt][e];
-    __syncthreads();
-    if (ks != 0) return;
-    for (int o = 1; o < p.wpt; ++o)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[nt][e] += part[((warp + o) * NT * 4 + nt * 4 + e) * 32 + lane];
-  }
-  if (!tile_ok) return;
+  if (!add_tile_partials<NT>(acc, part, warp, lane, ks, p.wpt) || !tile_ok) return;
   if constexpr (!kEarlyAdd) load_add();
   for_outputs([&](int nt, int e, int m, int row) {
     const float v = acc[nt][e] + add[nt][e];

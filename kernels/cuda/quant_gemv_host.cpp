@@ -138,10 +138,8 @@ GpuQuantWeight GpuQuantWeight::upload(const RepackedWeight& r) {
   g.packed_ = DeviceBuffer<uint8_t>(r.packed);
   g.scales_ = DeviceBuffer<uint16_t>(r.scales);
   if (!r.zeros.empty()) g.zeros_ = DeviceBuffer<uint8_t>(r.zeros);
-  int dev = 0;
-  LLMC_CUDA_CHECK(cudaGetDevice(&dev));
-  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.sm_count_, cudaDevAttrMultiProcessorCount, dev));
-  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.compute_major_, cudaDevAttrComputeCapabilityMajor, dev));
+  g.sm_count_ = current_device_attribute(cudaDevAttrMultiProcessorCount);
+  g.compute_major_ = current_device_attribute(cudaDevAttrComputeCapabilityMajor);
   return g;
 }
 

@@ -1,6 +1,7 @@
 // Device pieces shared by the quantized GEMV kernels (quant_gemv.cu: split-K across blocks;
-// quant_gemv_fused.cu: K split across the warps of one block): the weight view, the prefetched
-// batch of fragment chunks with their scales, and the tensor-core work on one chunk.
+// quant_gemv_fused.cu and sparse_gemv.cu: K split across the warps of one block): the weight view,
+// the prefetched batch of fragment chunks with their scales, the tensor-core work on one chunk,
+// the in-block K reduction and the f16 store of a tile's outputs.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -19,6 +20,13 @@ struct QWeightView {
   int tiles, chunks, n_groups, k32_per_group, group_shift;  // group_shift: log2(k32_per_group) or −1
 };
 
+// log2(k32_per_group) where it is a power of two, else −1 (group_of divides then).
+inline int group_shift_of(int64_t k32_per_group) {
+  for (int s = 0; s < 31; ++s)
+    if (k32_per_group == (int64_t{1} << s)) return s;
+  return -1;
+}
+
 inline QWeightView weight_view(const GpuQuantWeight& w) {
   const GemvLayout& l = w.layout();
   QWeightView v{};
@@ -29,9 +37,7 @@ inline QWeightView weight_view(const GpuQuantWeight& w) {
   v.chunks = static_cast<int>(l.chunks);
   v.n_groups = static_cast<int>(l.n_groups);
   v.k32_per_group = static_cast<int>(l.k32_per_group);
-  v.group_shift = -1;
-  for (int s = 0; s < 31; ++s)
-    if (l.k32_per_group == (int64_t{1} << s)) v.group_shift = s;
+  v.group_shift = group_shift_of(l.k32_per_group);
   return v;
 }
 
@@ -113,6 +119,42 @@ __device__ __forceinline__ void chunk_mma(const Batch<BITS, ASYM>& b, int i, con
       acc[nt][3] += sf.y * part[nt][3];
     }
   }
+}
+
+// The wpt warps of a tile (ks = 0 .. wpt − 1, consecutive warps) add their K ranges' partial sums
+// through part ([warp][NT·4][32] floats) in fixed order, so the result is deterministic. Every
+// thread of the block must call it (it holds a barrier); returns false for the warps that handed
+// their sums to ks = 0, which holds the tile's total in acc afterwards.
+template <int NT>
+__device__ __forceinline__ bool add_tile_partials(float (&acc)[NT][4], float* part, int warp, int lane, int ks,
+                                                  int wpt) {
+  if (wpt == 1) return true;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) part[(warp * NT * 4 + nt * 4 + e) * 32 + lane] = acc[nt][e];
+  __syncthreads();
+  if (ks != 0) return false;
+  for (int o = 1; o < wpt; ++o)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[nt][e] += part[((warp + o) * NT * 4 + nt * 4 + e) * 32 + lane];
+  return true;
+}
+
+// Tile t's outputs y[m, n] (f16, row-major) from the C fragments: c0, c1 → (row g, tokens
+// 8·nt + 2·tig + {0, 1}), c2, c3 → row g + 8; rows ≥ n and tokens ≥ m are not written.
+template <int NT>
+__device__ __forceinline__ void store_tile_f16(const float (&acc)[NT][4], __half* y, int m, int n, int t, int g,
+                                               int tig) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int mm = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
+      if (mm < m && row < n) y[static_cast<size_t>(mm) * n + row] = __float2half_rn(acc[nt][e]);
+    }
 }
 
 }  // namespace llmc::kernels::cuda::detail

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "kernels/cuda/launch.cuh"
-#include "kernels/cuda/mma_util.cuh"
+#include "kernels/cuda/quant_gemv_tile.cuh"
 #include "kernels/cuda/sparse_gemv.hpp"
 
 namespace llmc::kernels::cuda {
@@ -25,11 +25,9 @@ constexpr int kThreads = kWarps * 32;
 constexpr size_t kMaxStageBytes = 96 * 1024;
 
 struct SparseArgs {
-  const uint4* codes;
+  QWeightView w;  // packed = the codes [tile][super][lane], chunks = 4 per super
   const uint2* meta;
-  const __half2* scales;
-  const uchar2* zeros;
-  int tiles, supers, n_groups, k32_per_group;
+  int supers;
   int m, n, k;
   int tpb, wpt, spw, xs_stride;
   const __half* x;
@@ -45,10 +43,6 @@ __device__ __forceinline__ void mma_sp_16832(float (&d)[4], const uint32_t (&a)[
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y), "r"(b.z), "r"(b.w), "r"(e), "n"(SEL));
 }
 
-__device__ __forceinline__ int group_of(const SparseArgs& p, int k32) {
-  return p.k32_per_group == 0 ? 0 : min(k32 / p.k32_per_group, p.n_groups - 1);
-}
-
 // One super's weights for this lane: four code words, two metadata words, four chunks' scales.
 template <bool ASYM>
 struct Super {
@@ -59,13 +53,13 @@ struct Super {
 
   __device__ __forceinline__ void load(const SparseArgs& p, int t, int g, int lane, int s_idx) {
     const size_t at = (static_cast<size_t>(t) * p.supers + s_idx) * 32 + lane;
-    q = load_stream(p.codes + at);
+    q = load_stream(p.w.packed + at);
     e = __ldg(p.meta + at);
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
-      const int idx = (group_of(p, s_idx * 4 + c) * p.tiles + t) * 8 + g;
-      s[c] = __ldg(p.scales + idx);
-      if constexpr (ASYM) z[c] = __ldg(p.zeros + idx);
+      const int idx = (group_of(p.w, s_idx * 4 + c) * p.w.tiles + t) * 8 + g;
+      s[c] = __ldg(p.w.scales + idx);
+      if constexpr (ASYM) z[c] = __ldg(p.w.zeros + idx);
     }
   }
 };
@@ -79,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, 2) sparse24_w4_kernel(const SparseAr
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
   const int t = blockIdx.x * p.tpb + warp / p.wpt, ks = warp % p.wpt;
-  const bool tile_ok = t < p.tiles;
+  const bool tile_ok = t < p.w.tiles;
   const int s0 = min(ks * p.spw, p.supers), s1 = min(s0 + p.spw, p.supers);
 
   Super<ASYM> cur;
@@ -141,29 +135,8 @@ __global__ void __launch_bounds__(kThreads, 2) sparse24_w4_kernel(const SparseAr
   }
   launch_dependents();
 
-  // The warps of a tile add their K ranges' partial sums (in fixed order: deterministic).
-  if (p.wpt > 1) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) part[(warp * NT * 4 + nt * 4 + e) * 32 + lane] = acc[nt][e];
-    __syncthreads();
-    if (ks != 0) return;
-    for (int o = 1; o < p.wpt; ++o)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[nt][e] += part[((warp + o) * NT * 4 + nt * 4 + e) * 32 + lane];
-  }
-  if (!tile_ok) return;
-  // c0, c1 → (row g, tokens 2·tig + {0, 1}), c2, c3 → row g + 8.
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int m = nt * 8 + 2 * tig + (e & 1), row = t * 16 + g + (e >> 1) * 8;
-      if (m < p.m && row < p.n) p.y[static_cast<int64_t>(m) * p.n + row] = __float2half_rn(acc[nt][e]);
-    }
+  if (!add_tile_partials<NT>(acc, part, warp, lane, ks, p.wpt) || !tile_ok) return;
+  store_tile_f16<NT>(acc, p.y, p.m, p.n, t, g, tig);
 }
 
 int64_t stage_stride(const Sparse24QLayout& l) { return l.supers * 128 + 32; }  // + 64 bytes: rows g, g + 1 apart in the banks
@@ -183,14 +156,16 @@ void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* 
   int tpb = 1;  // the fewest tiles per block that still give every SM a block
   while (tpb < kWarps && (l.tiles + 2 * tpb - 1) / (2 * tpb) >= w.sm_count()) tpb *= 2;
   SparseArgs a{};
-  a.codes = reinterpret_cast<const uint4*>(w.codes());
+  a.w.packed = reinterpret_cast<const uint4*>(w.codes());
+  a.w.scales = reinterpret_cast<const __half2*>(w.scales());
+  a.w.zeros = reinterpret_cast<const uchar2*>(w.zeros());
+  a.w.tiles = static_cast<int>(l.tiles);
+  a.w.chunks = static_cast<int>(l.chunks());
+  a.w.n_groups = static_cast<int>(l.n_groups);
+  a.w.k32_per_group = static_cast<int>(l.k32_per_group);
+  a.w.group_shift = group_shift_of(l.k32_per_group);
   a.meta = reinterpret_cast<const uint2*>(w.meta());
-  a.scales = reinterpret_cast<const __half2*>(w.scales());
-  a.zeros = reinterpret_cast<const uchar2*>(w.zeros());
-  a.tiles = static_cast<int>(l.tiles);
   a.supers = static_cast<int>(l.supers);
-  a.n_groups = static_cast<int>(l.n_groups);
-  a.k32_per_group = static_cast<int>(l.k32_per_group);
   a.m = static_cast<int>(m);
   a.n = static_cast<int>(l.rows);
   a.k = static_cast<int>(l.cols);

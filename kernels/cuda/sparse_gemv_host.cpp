@@ -184,10 +184,8 @@ GpuSparse24QWeight GpuSparse24QWeight::upload(const RepackedSparse24Q& r) {
   g.meta_ = DeviceBuffer<uint8_t>(r.meta);
   g.scales_ = DeviceBuffer<uint16_t>(r.scales);
   if (!r.zeros.empty()) g.zeros_ = DeviceBuffer<uint8_t>(r.zeros);
-  int dev = 0;
-  LLMC_CUDA_CHECK(cudaGetDevice(&dev));
-  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.sm_count_, cudaDevAttrMultiProcessorCount, dev));
-  LLMC_CUDA_CHECK(cudaDeviceGetAttribute(&g.compute_major_, cudaDevAttrComputeCapabilityMajor, dev));
+  g.sm_count_ = current_device_attribute(cudaDevAttrMultiProcessorCount);
+  g.compute_major_ = current_device_attribute(cudaDevAttrComputeCapabilityMajor);
   return g;
 }
 
