@@ -43,7 +43,7 @@ void resolve_sparse(CudaSession::Impl& I) {
   if (op.sparse_layout == CudaSparseLayout::Auto) {
     op.sparse_layout = kcu::sparse24_layout_supported(kcu::SparseLayout::kSparseAT) ? CudaSparseLayout::SparseAT
                                                                                     : CudaSparseLayout::SparseA;
-  } else if (!kcu::sparse24_layout_supported(to_kernel_layout(op.sparse_layout))) {
+  } else if (!cuda_sparse_layout_supported(op.sparse_layout)) {
     throw Error(I.where() + ": cuSPARSELt makes no plan for 2:4 operand layout " +
                     cuda_sparse_layout_name(op.sparse_layout) + " on " + I.device_name + " (" + cslt_version(v) +
                     "); use auto",
@@ -53,6 +53,10 @@ void resolve_sparse(CudaSession::Impl& I) {
 }
 
 }  // namespace
+
+bool cuda_sparse_layout_supported(CudaSparseLayout l) {
+  return l != CudaSparseLayout::Auto && kcu::sparse24_layout_supported(to_kernel_layout(l));
+}
 
 const char* cuda_sparse_layout_name(CudaSparseLayout l) {
   return l == CudaSparseLayout::Auto ? "auto" : kcu::sparse_layout_name(to_kernel_layout(l));

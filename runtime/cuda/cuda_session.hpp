@@ -24,6 +24,8 @@ namespace llmc::runtime {
 // (docs/perf/cuda.md, section "2:4 in the runtime").
 enum class CudaSparseLayout : uint8_t { Auto, SparseA, SparseAT, SparseB, SparseBT };
 const char* cuda_sparse_layout_name(CudaSparseLayout l);  // "auto", "sparse_a", "sparse_a_t", ...
+// Whether this build's cuSPARSELt makes a plan for layout l (not Auto) on the current device.
+bool cuda_sparse_layout_supported(CudaSparseLayout l);
 
 struct CudaOptions {
   int64_t max_context = 0;  // KV positions per sequence; 0: config max_position_embeddings, at most 4096 (else 2048)

@@ -23,15 +23,6 @@ namespace kcu = llmc::kernels::cuda;
 
 namespace {
 
-kcu::SparseLayout kernel_layout(CudaSparseLayout l) {
-  switch (l) {
-    case CudaSparseLayout::SparseAT: return kcu::SparseLayout::kSparseAT;
-    case CudaSparseLayout::SparseB: return kcu::SparseLayout::kSparseB;
-    case CudaSparseLayout::SparseBT: return kcu::SparseLayout::kSparseBT;
-    default: return kcu::SparseLayout::kSparseA;
-  }
-}
-
 Model pruned_llama() {
   Model m = tiny_llama(TinyShape{}, 5);
   prune_decoder_linears_2to4(m);
@@ -109,7 +100,7 @@ TEST_CASE("2:4 linears in every cuSPARSELt operand layout match the CPU session"
     opt.max_tokens = 48;
     opt.sparse_layout = l;
     seed += 5;
-    if (!kcu::sparse24_layout_supported(kernel_layout(l))) {
+    if (!runtime::cuda_sparse_layout_supported(l)) {
       MESSAGE("skipped layout " << name << ": cuSPARSELt makes no plan for it on this device; asking for it is an error");
       const std::string e = error_of([&] { CudaSession s(m, opt); });
       CHECK(has(e, "makes no plan for 2:4 operand layout " + name));
