@@ -87,7 +87,7 @@ run)
     rows+=("$v")
   done
   python3 - "$OUT" "$BACKENDS" "${rows[@]}" <<'PY'
-import json, math, sys
+import json, sys
 out, backends, variants = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 def sig3(x):  # x rounded to 3 significant digits
     return float(f"{x:.3g}")

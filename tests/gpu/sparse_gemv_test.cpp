@@ -107,7 +107,11 @@ TEST_CASE("gemv_sparse24_w4 matches linear_quantized on 2:4-pruned INT4 weights"
     const GpuSparse24QWeight gw = GpuSparse24QWeight::upload(w, "w");
     const Tensor wd = dequantize(w);
     const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
-    CHECK(gw.weight_bytes() < static_cast<size_t>(s.n * s.k) / 2 + 64 * 1024);  // codes + metadata: 3 bits a weight
+    // 3 bits a (padded) weight of codes and metadata, plus 2 bytes of scale (and 1 of zero point)
+    // per 16-row tile row and group
+    const Sparse24QLayout& l = gw.layout();
+    CHECK(gw.weight_bytes() ==
+          static_cast<size_t>(l.tiles * 16 * l.supers * 128 * 3 / 8 + l.n_groups * l.tiles * 16 * (s.sym ? 2 : 3)));
     for (int64_t m : {1, 3, 8, 9, 16}) {
       if (!gemv_sparse24_w4_fits(gw.layout(), m)) continue;
       const auto x = random_half(m * s.k, ++seed);
