@@ -50,6 +50,10 @@ struct GemvFusedConfig {
 // The shape that gives each warp the shortest chain of work (its K slice plus its share of
 // staging x) over the fewest waves of blocks.
 GemvFusedConfig gemv_fused_config(const GemvLayout& l, int64_t m, int sm_count);
+// The same model for any GEMV that keeps K inside a block: `tiles` 16-row tiles of `units` units
+// of work each (gemv_fused: chunks; gemv_sparse24_w4: supers of 128 inputs, about the same
+// instructions), `vectors` 8-input vectors of x to stage.
+GemvFusedConfig fused_block_shape(int64_t tiles, int64_t units, int64_t vectors, int sm_count);
 
 // One launch; no allocation (graph-capturable); x and y must not overlap except y == residual.
 // Moves the weight bytes of gemv_quantized plus the input (m·K, or 2·m·K for SwiGLU, re-read from

@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <string>
 
+#include "kernels/cuda/dense_gemm.hpp"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/quant_gemv_stage.cuh"
 #include "kernels/cuda/quant_gemv_tile.cuh"
 #include "kernels/cuda/sparse_gemv.hpp"
 
@@ -20,18 +22,16 @@ namespace {
 
 using namespace detail;
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
 constexpr size_t kMaxStageBytes = 96 * 1024;
+constexpr int kSuperPrefetch = 2;  // supers per batch; two batches in flight (double buffer)
 
 struct SparseArgs {
   QWeightView w;  // packed = the codes [tile][super][lane], chunks = 4 per super
   const uint2* meta;
-  int supers;
-  int m, n, k;
-  int tpb, wpt, spw, xs_stride;
-  const __half* x;
-  __half* y;
+  int supers, n;
+  int tpb, wpt, spw;
+  StageArgs x;
+  OutArgs o;
 };
 
 // d += A·B for a 2:4 sparse A (16×32 as 16×16 kept values + metadata e from the lanes SEL picks).
@@ -43,32 +43,78 @@ __device__ __forceinline__ void mma_sp_16832(float (&d)[4], const uint32_t (&a)[
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y), "r"(b.z), "r"(b.w), "r"(e), "n"(SEL));
 }
 
-// One super's weights for this lane: four code words, two metadata words, four chunks' scales.
+// kSuperPrefetch consecutive supers of one tile for this lane: per super four code words, two
+// metadata words, four chunks' scales (and zero points) of rows g and g + 8.
 template <bool ASYM>
-struct Super {
-  uint4 q;
-  uint2 e;
-  __half2 s[4];
-  uchar2 z[ASYM ? 4 : 1];
+struct SuperBatch {
+  uint4 q[kSuperPrefetch];
+  uint2 e[kSuperPrefetch];
+  __half2 s[kSuperPrefetch][4];
+  uchar2 z[kSuperPrefetch][ASYM ? 4 : 1];
 
-  __device__ __forceinline__ void load(const SparseArgs& p, int t, int g, int lane, int s_idx) {
-    const size_t at = (static_cast<size_t>(t) * p.supers + s_idx) * 32 + lane;
-    q = load_stream(p.w.packed + at);
-    e = __ldg(p.meta + at);
+  // Supers sb .. sb + kSuperPrefetch − 1 below s1.
+  __device__ __forceinline__ void load(const SparseArgs& p, int t, int g, int lane, int sb, int s1) {
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int idx = (group_of(p.w, s_idx * 4 + c) * p.w.tiles + t) * 8 + g;
-      s[c] = __ldg(p.w.scales + idx);
-      if constexpr (ASYM) z[c] = __ldg(p.w.zeros + idx);
+    for (int i = 0; i < kSuperPrefetch; ++i) {
+      const int si = sb + i;
+      if (si >= s1) break;
+      const size_t at = (static_cast<size_t>(t) * p.supers + si) * 32 + lane;
+      q[i] = load_stream(p.w.packed + at);
+      e[i] = __ldg(p.meta + at);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int idx = (group_of(p.w, si * 4 + c) * p.w.tiles + t) * 8 + g;
+        s[i][c] = __ldg(p.w.scales + idx);
+        if constexpr (ASYM) z[i][c] = __ldg(p.w.zeros + idx);
+      }
     }
   }
 };
 
+// acc[nt] += Ŵ(tile, super si) · x for super i of batch b: per 32-input chunk one dequantized
+// word of eight kept codes and one mma.sp per 8 tokens, the group scale on the f32 partial sum.
 template <int NT, bool ASYM>
-__global__ void __launch_bounds__(kThreads, 2) sparse24_w4_kernel(const SparseArgs p) {
+__device__ __forceinline__ void super_mma(const SuperBatch<ASYM>& b, int i, int si, const __half* const (&xrow)[NT],
+                                          float (&acc)[NT][4]) {
+  const uint32_t words[4] = {b.q[i].x, b.q[i].y, b.q[i].z, b.q[i].w};
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    __half2 sub_g, add_g8;
+    if constexpr (ASYM) {
+      sub_g = __float2half2_rn(1024.0f + b.z[i][c].x);
+      add_g8 = __float2half2_rn(-64.0f - b.z[i][c].y);
+    } else {
+      sub_g = __float2half2_rn(1032.0f);
+      add_g8 = __float2half2_rn(-72.0f);
+    }
+    uint32_t a[4];
+    dequant_w4(words[c], sub_g, add_g8, a);
+    const uint32_t e = c < 2 ? b.e[i].x : b.e[i].y;
+    const float2 sf = __half22float2(b.s[i][c]);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const uint4 bx = *reinterpret_cast<const uint4*>(xrow[nt] + (si * 4 + c) * 32);
+      float d[4] = {};
+      if (c & 1)
+        mma_sp_16832<1>(d, a, bx, e);
+      else
+        mma_sp_16832<0>(d, a, bx, e);
+      acc[nt][0] += sf.x * d[0];
+      acc[nt][1] += sf.x * d[1];
+      acc[nt][2] += sf.y * d[2];
+      acc[nt][3] += sf.y * d[3];
+    }
+  }
+}
+
+// W = 8: two blocks per SM, W = 16: one; either way at most 128 registers per thread.
+template <int NT, bool ASYM, int PRO, int W>
+__global__ void __launch_bounds__(W * 32, 16 / W) sparse24_w4_kernel(const SparseArgs p) {
+  using B = SuperBatch<ASYM>;
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
-  float* part = reinterpret_cast<float*>(xs + p.m * p.xs_stride);  // [warp][NT·4][32]
+  float* part = reinterpret_cast<float*>(xs + p.x.m * p.x.xs_stride);  // [warp][NT·4][32]
+  __shared__ float red[16 * W], inv[16];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -76,85 +122,137 @@ __global__ void __launch_bounds__(kThreads, 2) sparse24_w4_kernel(const SparseAr
   const bool tile_ok = t < p.w.tiles;
   const int s0 = min(ks * p.spw, p.supers), s1 = min(s0 + p.spw, p.supers);
 
-  Super<ASYM> cur;
-  if (tile_ok && s0 < s1) cur.load(p, t, g, lane, s0);  // weights are constant: before the wait
-  grid_dependency_wait();
-
-  // x[0..m, 0..Kp) into shared memory, zero past K, pair (2t + 8j, +1) of each 32-input chunk at
-  // pair position 4t + j.
-  const int pairs = p.supers * 64, total = p.m * pairs;
-  for (int i = threadIdx.x; i < total; i += kThreads) {
-    const int mm = i / pairs, pp = i - mm * pairs, col = 2 * pp;
-    const __half lo = col < p.k ? p.x[static_cast<int64_t>(mm) * p.k + col] : __float2half(0.0f);
-    const __half hi = col + 1 < p.k ? p.x[static_cast<int64_t>(mm) * p.k + col + 1] : __float2half(0.0f);
-    const int chunk = pp >> 4, pr = pp & 15;
-    const int phys = chunk * 16 + (pr & 3) * 4 + (pr >> 2);
-    *reinterpret_cast<__half2*>(xs + mm * p.xs_stride + 2 * phys) = __halves2half2(lo, hi);
+  // Two batches of weights in flight before the wait (they are constant): they overlap the
+  // previous kernel's tail and the staging below.
+  B b0, b1;
+  if (tile_ok) {
+    b0.load(p, t, g, lane, s0, s1);
+    b1.load(p, t, g, lane, s0 + kSuperPrefetch, s1);
   }
+  grid_dependency_wait();  // the input and output may belong to the kernel before this one
+
+  // x in the order the m16n8k32 B fragment wants: lane tig's eight inputs of a chunk
+  // (2·tig + 8j + {0, 1}, j = 0..3) side by side, so pair (2·tig + 8j) of chunk ch sits at word
+  // 16·ch + 4·tig + j and one 16-byte load fetches them. Inputs c .. c + 7 (c = 32·ch + 8j) are
+  // pairs j of tig = 0..3: words 16·ch + j + 4·tig.
+  stage<PRO, ASYM ? 1 : 2, W>(p.x, p.supers * 128, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
+    uint32_t* w = reinterpret_cast<uint32_t*>(row) + (c >> 5) * 16 + ((c >> 3) & 3);
+    w[0] = h[0], w[4] = h[1], w[8] = h[2], w[12] = h[3];
+  });
   __syncthreads();
+
+  // The epilogue's addends before the main loop (after it where 16 tokens of asymmetric INT4
+  // leave no registers for them), as gemv_fused.
+  constexpr bool kEarlyAdd = !(NT == 2 && ASYM);
+  float add[NT][4] = {};
+  if constexpr (kEarlyAdd)
+    if (tile_ok && ks == 0) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);  // the warp that stores the tile
 
   float acc[NT][4] = {};
   const __half* xrow[NT];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) xrow[nt] = xs + min(nt * 8 + g, p.m - 1) * p.xs_stride + tig * 8;
+  for (int nt = 0; nt < NT; ++nt) xrow[nt] = xs + min(nt * 8 + g, p.x.m - 1) * p.x.xs_stride + tig * 8;
+  auto consume = [&](B& b, int sb) {  // supers sb .. of batch b, then b refills 2 batches ahead
+#pragma unroll
+    for (int i = 0; i < kSuperPrefetch; ++i) {
+      if (sb + i >= s1) break;
+      super_mma<NT, ASYM>(b, i, sb + i, xrow, acc);
+    }
+    b.load(p, t, g, lane, sb + 2 * kSuperPrefetch, s1);
+  };
   if (tile_ok) {
-    for (int s = s0; s < s1; ++s) {
-      Super<ASYM> next;
-      if (s + 1 < s1) next.load(p, t, g, lane, s + 1);
-      const uint32_t words[4] = {cur.q.x, cur.q.y, cur.q.z, cur.q.w};
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        __half2 sub_g, add_g8;
-        if constexpr (ASYM) {
-          sub_g = __float2half2_rn(1024.0f + cur.z[c].x);
-          add_g8 = __float2half2_rn(-64.0f - cur.z[c].y);
-        } else {
-          sub_g = __float2half2_rn(1032.0f);
-          add_g8 = __float2half2_rn(-72.0f);
-        }
-        uint32_t a[4];
-        dequant_w4(words[c], sub_g, add_g8, a);
-        const uint32_t e = c < 2 ? cur.e.x : cur.e.y;
-        const float2 sf = __half22float2(cur.s[c]);
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const uint4 b = *reinterpret_cast<const uint4*>(xrow[nt] + (s * 4 + c) * 32);
-          float d[4] = {};
-          if (c & 1)
-            mma_sp_16832<1>(d, a, b, e);
-          else
-            mma_sp_16832<0>(d, a, b, e);
-          acc[nt][0] += sf.x * d[0];
-          acc[nt][1] += sf.x * d[1];
-          acc[nt][2] += sf.y * d[2];
-          acc[nt][3] += sf.y * d[3];
-        }
-      }
-      cur = next;
+    for (int sb = s0; sb < s1; sb += 2 * kSuperPrefetch) {
+      consume(b0, sb);
+      if (sb + kSuperPrefetch < s1) consume(b1, sb + kSuperPrefetch);
     }
   }
   launch_dependents();
 
   if (!add_tile_partials<NT>(acc, part, warp, lane, ks, p.wpt) || !tile_ok) return;
-  store_tile_f16<NT>(acc, p.y, p.m, p.n, t, g, tig);
+  if constexpr (!kEarlyAdd) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);
+  store_outputs<NT>(p.o, acc, add, p.x.m, p.n, t, g, tig);
 }
 
-int64_t stage_stride(const Sparse24QLayout& l) { return l.supers * 128 + 32; }  // + 64 bytes: rows g, g + 1 apart in the banks
+// Halves per staged row: the padded K plus 32 (64 bytes) so that rows g and g + 1 fall in
+// different halves of the 128-byte bank window.
+int64_t stage_stride(const Sparse24QLayout& l) { return l.supers * 128 + 32; }
 
-}  // namespace
-
-bool gemv_sparse24_w4_fits(const Sparse24QLayout& l, int64_t m) {
-  return m >= 1 && m <= 16 && static_cast<size_t>(m * stage_stride(l) * 2) <= kMaxStageBytes;
+template <int NT, bool ASYM, int PRO>
+void launch(const SparseArgs& a, int warps, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
+  if (warps == 16)
+    launch_kernel(sparse24_w4_kernel<NT, ASYM, PRO, 16>, dim3(blocks), dim3(16 * 32), smem, overlap, stream, a);
+  else
+    launch_kernel(sparse24_w4_kernel<NT, ASYM, PRO, 8>, dim3(blocks), dim3(8 * 32), smem, overlap, stream, a);
 }
 
-void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream) {
+template <int PRO>
+void launch_pro(const SparseArgs& a, bool sym, int warps, unsigned blocks, size_t smem, bool overlap,
+                cudaStream_t stream) {
+  if (a.x.m > 8)
+    sym ? launch<2, false, PRO>(a, warps, blocks, smem, overlap, stream)
+        : launch<2, true, PRO>(a, warps, blocks, smem, overlap, stream);
+  else
+    sym ? launch<1, false, PRO>(a, warps, blocks, smem, overlap, stream)
+        : launch<1, true, PRO>(a, warps, blocks, smem, overlap, stream);
+}
+
+// One warp per (tile, super): each lane decodes its four code words into the 16-input groups
+// they cover (rows g and g + 8, groups tig and tig + 4 of each chunk), zero at the pruned inputs,
+// the kept positions read from the metadata of the lanes that hold them (sparse_gemv.hpp).
+__global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs p, __half* out, int64_t k) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  const int64_t items = static_cast<int64_t>(p.w.tiles) * p.supers;
+  for (int64_t it = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; it < items;
+       it += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {
+    const int t = static_cast<int>(it / p.supers), si = static_cast<int>(it % p.supers);
+    const uint4 q = load_stream(p.w.packed + it * 32 + lane);
+    const uint2 e = __ldg(p.meta + it * 32 + lane);
+    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const uint32_t mine = c < 2 ? e.x : e.y;
+      const int holder = g * 4 + (c & 1) * 2;
+      const uint32_t meta[2] = {__shfl_sync(0xffffffffu, mine, holder), __shfl_sync(0xffffffffu, mine, holder + 1)};
+      const int k32 = si * 4 + c;
+      const int idx = (group_of(p.w, k32) * p.w.tiles + t) * 8 + g;
+      const float2 sc = __half22float2(__ldg(p.w.scales + idx));
+      float zero[2] = {8.0f, 8.0f};
+      if (p.w.zeros) {
+        const uchar2 z = __ldg(p.w.zeros + idx);
+        zero[0] = z.x, zero[1] = z.y;
+      }
+#pragma unroll
+      for (int ro = 0; ro < 2; ++ro) {
+        const int64_t row = int64_t{t} * 16 + g + 8 * ro;
+        if (row >= p.n) continue;
+#pragma unroll
+        for (int gh = 0; gh < 2; ++gh) {
+          const uint32_t bits = (ro ? meta[gh] >> 16 : meta[gh]) & 0xffffu;
+          __half v[4] = {__float2half(0.0f), __float2half(0.0f), __float2half(0.0f), __float2half(0.0f)};
+#pragma unroll
+          for (int kept = 0; kept < 2; ++kept) {
+            const int i = gh << 2 | ro << 1 | kept;  // fragment element; its nibble: a0 a2 a4 a6 a1 a3 a5 a7
+            const int nib = (i & 1) * 4 + (i >> 1);
+            const float code = static_cast<float>(words[c] >> (4 * nib) & 0xfu);
+            const int pos = static_cast<int>(bits >> (4 * tig + 2 * kept) & 3u);
+            v[pos] = __float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro]));
+          }
+          const int64_t col0 = int64_t{k32} * 32 + (tig + 4 * gh) * 4;
+          __half* o = out + row * k + col0;
+          if (k % 4 == 0 && col0 + 4 <= k) {
+            *reinterpret_cast<uint2*>(o) = make_uint2(as_u32(__halves2half2(v[0], v[1])), as_u32(__halves2half2(v[2], v[3])));
+          } else {
+            for (int j = 0; j < 4; ++j)
+              if (col0 + j < k) o[j] = v[j];
+          }
+        }
+      }
+    }
+  }
+}
+
+SparseArgs weight_args(const GpuSparse24QWeight& w) {
   const Sparse24QLayout& l = w.layout();
-  if (!gemv_sparse24_w4_fits(l, m))
-    throw Error("gemv_sparse24_w4: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
-                " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
-  check(x && y, "gemv_sparse24_w4: null input or output");
-  int tpb = 1;  // the fewest tiles per block that still give every SM a block
-  while (tpb < kWarps && (l.tiles + 2 * tpb - 1) / (2 * tpb) >= w.sm_count()) tpb *= 2;
   SparseArgs a{};
   a.w.packed = reinterpret_cast<const uint4*>(w.codes());
   a.w.scales = reinterpret_cast<const __half2*>(w.scales());
@@ -166,27 +264,79 @@ void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* 
   a.w.group_shift = group_shift_of(l.k32_per_group);
   a.meta = reinterpret_cast<const uint2*>(w.meta());
   a.supers = static_cast<int>(l.supers);
-  a.m = static_cast<int>(m);
   a.n = static_cast<int>(l.rows);
-  a.k = static_cast<int>(l.cols);
+  return a;
+}
+
+}  // namespace
+
+bool gemv_sparse24_w4_fits(const Sparse24QLayout& l, int64_t m) {
+  return m >= 1 && m <= 16 && static_cast<size_t>(m * stage_stride(l) * 2) <= kMaxStageBytes;
+}
+
+GemvFusedConfig gemv_sparse24_w4_config(const Sparse24QLayout& l, int64_t m, int sm_count) {
+  return fused_block_shape(l.tiles, l.supers, m * l.supers * 16, sm_count);  // 16 staged vectors of 8 per super
+}
+
+void gemv_sparse24_w4(const GpuSparse24QWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
+                      cudaStream_t stream, GemvFusedConfig cfg) {
+  const Sparse24QLayout& l = w.layout();
+  if (!gemv_sparse24_w4_fits(l, m))  // not check(): its message would be built on every call
+    throw Error("gemv_sparse24_w4: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
+                " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
+  if (w.compute_major() < 8) throw Error("gemv_sparse24_w4: sparse tensor cores need sm_80 or newer");
+  if (cfg.warps == 0 || cfg.tiles_per_block == 0) {
+    const GemvFusedConfig own = gemv_sparse24_w4_config(l, m, w.sm_count());
+    if (cfg.warps == 0) cfg.warps = own.warps;
+    if (cfg.tiles_per_block == 0) cfg.tiles_per_block = cfg.warps == own.warps ? own.tiles_per_block : 1;
+  }
+  const int tpb = cfg.tiles_per_block;
+  check(cfg.warps == 8 || cfg.warps == 16, "gemv_sparse24_w4: warps per block must be 8 or 16");
+  check(tpb >= 1 && tpb <= cfg.warps && (tpb & (tpb - 1)) == 0,
+        "gemv_sparse24_w4: tiles_per_block must be a power of two up to the warps per block");
+  SparseArgs a = weight_args(w);
   a.tpb = tpb;
-  a.wpt = kWarps / tpb;
+  a.wpt = cfg.warps / tpb;
   a.spw = static_cast<int>((l.supers + a.wpt - 1) / a.wpt);
-  a.xs_stride = static_cast<int>(stage_stride(l));
-  a.x = reinterpret_cast<const __half*>(x);
-  a.y = reinterpret_cast<__half*>(y);
+  a.x = stage_args(pro, m, l.cols, stage_stride(l), "gemv_sparse24_w4");
+  a.o = out_args(epi, "gemv_sparse24_w4");
   const int nt = m > 8 ? 2 : 1;
-  const size_t smem = static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(kWarps * nt * 4 * 32 * 4);
-  const dim3 grid(static_cast<unsigned>((l.tiles + tpb - 1) / tpb));
-  check(w.compute_major() >= 8, "gemv_sparse24_w4: sparse tensor cores need sm_80 or newer");
+  const size_t smem = static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(cfg.warps * nt * 4 * 32 * 4);
+  const unsigned blocks = static_cast<unsigned>((l.tiles + tpb - 1) / tpb);
   const bool overlap = w.compute_major() >= 9;
-  if (nt == 2)
-    l.symmetric ? launch_kernel(sparse24_w4_kernel<2, false>, grid, dim3(kThreads), smem, overlap, stream, a)
-                : launch_kernel(sparse24_w4_kernel<2, true>, grid, dim3(kThreads), smem, overlap, stream, a);
+  const int kind = pro_kind(pro);
+  if (kind == kRms)
+    launch_pro<kRms>(a, l.symmetric, cfg.warps, blocks, smem, overlap, stream);
+  else if (kind == kSwiglu)
+    launch_pro<kSwiglu>(a, l.symmetric, cfg.warps, blocks, smem, overlap, stream);
   else
-    l.symmetric ? launch_kernel(sparse24_w4_kernel<1, false>, grid, dim3(kThreads), smem, overlap, stream, a)
-                : launch_kernel(sparse24_w4_kernel<1, true>, grid, dim3(kThreads), smem, overlap, stream, a);
+    launch_pro<kPlain>(a, l.symmetric, cfg.warps, blocks, smem, overlap, stream);
   LLMC_CUDA_CHECK_LAUNCH("gemv_sparse24_w4");
+}
+
+void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream) {
+  const Sparse24QLayout& l = w.layout();
+  GemvPrologue pro;
+  pro.in = Act{const_cast<uint16_t*>(x), l.cols, ActType::F16};
+  GemvEpilogue epi;
+  epi.y = Act{y, l.rows, ActType::F16};
+  gemv_sparse24_w4(w, pro, epi, m, stream);
+}
+
+void dequantize_sparse24_w4_to_f16(const GpuSparse24QWeight& w, uint16_t* out, cudaStream_t stream) {
+  check(out, "dequantize_sparse24_w4_to_f16: null output");
+  const Sparse24QLayout& l = w.layout();
+  const int64_t items = l.tiles * l.supers, per_block = 8;
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((items + per_block - 1) / per_block, int64_t{w.sm_count()} * 8));
+  dequant_sparse24_kernel<<<blocks, 256, 0, stream>>>(weight_args(w), reinterpret_cast<__half*>(out), l.cols);
+  LLMC_CUDA_CHECK_LAUNCH("dequantize_sparse24_w4_to_f16");
+}
+
+void linear_sparse24_w4_prefill(const GpuSparse24QWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
+                                int64_t m, uint16_t* scratch, cudaStream_t stream) {
+  dequantize_sparse24_w4_to_f16(w, scratch, stream);
+  linear_f16(h, x, scratch, y, m, w.layout().rows, w.layout().cols, stream);
 }
 
 }  // namespace llmc::kernels::cuda

@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/dense_gemm.hpp"
 #include "kernels/cuda/device_buffer.hpp"
+#include "kernels/cuda/quant_gemv_fused.hpp"
 #include "runtime/ir/quantized.hpp"
 
 namespace llmc::kernels::cuda {
@@ -47,6 +49,11 @@ struct RepackedSparse24Q {
   std::vector<uint16_t> scales;
 };
 
+// Whether gemv_sparse24_w4 can take w: 4-bit, no act-order g_idx, group length a multiple of 32
+// (or the whole row), and at most two non-zero codes (q ≠ its zero point) in every group of four
+// consecutive inputs of a row (what --pattern 2:4 pruning followed by quantization leaves).
+bool is_sparse24_w4(const QuantizedWeight& w);
+
 // Validates w (4-bit, no act-order g_idx, group length a multiple of 32 or the whole row) and that
 // every group of four consecutive inputs of a row holds at most two non-zero weights (errors name
 // `name`, the row and the columns); packs it.
@@ -83,9 +90,28 @@ class GpuSparse24QWeight {
 // padded K in f16 within 96 KiB.
 bool gemv_sparse24_w4_fits(const Sparse24QLayout& l, int64_t m);
 
-// y[m, n] = x[m, k] · Ŵ[n, k]ᵀ for f16 x, y (row-major, contiguous), f32 sums: one launch of 8-warp
-// blocks, each on 1-8 16-row tiles whose warps split K and add in shared memory; no allocation
-// (graph-capturable). Needs sm_80+. Moves 3/8·N·K bytes of codes and metadata plus the scales.
+// The block shape gemv_sparse24_w4 takes by default: gemv_fused's model (fused_block_shape) with a
+// super of 128 inputs as the unit of work (four dequantized words and four mma.sp per 8 tokens,
+// about what one 64-input chunk of gemv_fused costs).
+GemvFusedConfig gemv_sparse24_w4_config(const Sparse24QLayout& l, int64_t m, int sm_count);
+
+// y[m, n] = Ŵ·x [+ bias[n]] [+ residual[m, n]] with x produced by the prologue (plain, RMSNorm,
+// SwiGLU; quant_gemv_fused.hpp) while it is staged: the decode GEMV of gemv_fused for a 2:4 INT4
+// weight. f32 sums; one launch of 8- or 16-warp blocks, each on 1-16 16-row tiles whose warps
+// split K and add in shared memory; no allocation (graph-capturable); launch overlap on sm_90+.
+// Needs sm_80+. Moves 3/8·N·K bytes of codes and metadata plus the scales, the input and output.
+void gemv_sparse24_w4(const GpuSparse24QWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
+                      cudaStream_t stream, GemvFusedConfig cfg = {});
+
+// The plain product y[m, n] = x[m, k] · Ŵ[n, k]ᵀ (f16, row-major, contiguous).
 void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream);
+
+// out[n, k] = s·(q − z) rounded once to f16 (row-major N×K, zero at the pruned inputs): what
+// dequantize_to_f16 gives for the same QuantizedWeight, from the 2:4 layout.
+void dequantize_sparse24_w4_to_f16(const GpuSparse24QWeight& w, uint16_t* out, cudaStream_t stream);
+
+// The prefill (m > 16) path: dequantize into `scratch` (N·K halves), then one cuBLAS GEMM.
+void linear_sparse24_w4_prefill(const GpuSparse24QWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
+                                int64_t m, uint16_t* scratch, cudaStream_t stream);
 
 }  // namespace llmc::kernels::cuda

@@ -29,6 +29,25 @@ int meta_chunk(int t, int h) { return 2 * h + (t >> 1); }
 
 }  // namespace
 
+bool is_sparse24_w4(const QuantizedWeight& w) {
+  if (w.bits != 4 || !w.g_idx.empty() || w.rows <= 0 || w.cols <= 0) return false;
+  const int64_t gl = w.group_len();
+  if (w.n_groups() != 1 && gl % 32 != 0) return false;  // then no group of four straddles two groups
+  if (w.packed.size() < static_cast<size_t>((w.rows * w.cols + 1) / 2)) return false;
+  auto nibble = [&](int64_t i) { return (i & 1) ? w.packed[static_cast<size_t>(i >> 1)] >> 4 : w.packed[static_cast<size_t>(i >> 1)] & 15; };
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const int64_t base = r * w.cols;
+    int zc = w.symmetric ? 8 : w.zero(r, 0);  // the stored code of value 0
+    for (int64_t c0 = 0; c0 < w.cols; c0 += 4) {
+      if (!w.symmetric && c0 % gl == 0) zc = w.zero(r, c0 / gl);
+      int nz = 0;
+      for (int64_t c = c0; c < std::min(c0 + 4, w.cols); ++c) nz += nibble(base + c) != zc;
+      if (nz > 2) return false;  // dense weights stop at their first group of four
+    }
+  }
+  return true;
+}
+
 RepackedSparse24Q repack_sparse24_w4(const QuantizedWeight& w, const std::string& name) {
   w.validate(name);
   const std::string where = "quantized weight '" + name + "' (2:4 INT4 GPU upload): ";

@@ -22,6 +22,7 @@
 #include "kernels/cuda/quant_gemv_fused.hpp"
 #include "kernels/cuda/rotary.hpp"
 #include "kernels/cuda/sparse_gemm.hpp"
+#include "kernels/cuda/sparse_gemv.hpp"
 #include "kernels/cuda/transformer_ops.hpp"
 #include "runtime/cuda/cuda_session.hpp"
 
@@ -63,7 +64,7 @@ struct Step {
 // One GEMM over one or more sibling linears that share their input, weights stacked by rows.
 enum class LinearKind : uint8_t {
   Dense,     // f16 cuBLAS
-  Quant,     // W4/W8 A16: tensor-core GEMV for ≤ 16 rows, dequantize + cuBLAS above
+  Quant,     // W4/W8 A16: tensor-core GEMV for ≤ 16 rows, dequantize + cuBLAS above (2:4 INT4: sparse_q)
   W8A8,      // INT8 per-channel weight, int8 activations (int8_gemm.hpp)
   Sparse24,  // dense weight with the 2:4 pattern, through cuSPARSELt (sparse_gemm.hpp)
 };
@@ -91,7 +92,9 @@ struct LinearPlan {
   int64_t n = 0, k = 0;
   int64_t device_bytes = 0;  // planned: what the weight occupies on the device
   kcu::DeviceBuffer<uint16_t> w16;  // dense, when stacked (a single dense weight uses Impl::tables)
+  bool sparse_q = false;  // Quant with 2:4 INT4 codes: wsq (gemv_sparse24_w4) instead of wq
   std::unique_ptr<kcu::GpuQuantWeight> wq;
+  std::unique_ptr<kcu::GpuSparse24QWeight> wsq;
   std::unique_ptr<kcu::Int8Weight> w8;
   std::unique_ptr<kcu::Sparse24Weight> sp;
   kcu::DeviceBuffer<float> bias;
@@ -135,6 +138,7 @@ struct CudaSession::Impl {
   const Model& model;
   CudaOptions opt;
   int sm_count = 1;
+  int compute_major = 0;
   int64_t max_rows = 0;  // max_batch × max_tokens
   bool cached = false;   // the graph keeps a KV cache (positions advance)
   int64_t past = 0;
@@ -157,6 +161,7 @@ struct CudaSession::Impl {
   int64_t max_heads = 0, max_head_dim = 0, attn_ws_rows = 0;
   int64_t emb_row_bytes = 0;  // f16 bytes of the embedding rows one token reads
   bool any_quantized = false;
+  bool sparse_q_scratch = false;  // a 2:4 INT4 linear takes the dequantize + cuBLAS path at ≤ 16 rows
   std::vector<int64_t> slot_bytes;
   CudaMemoryPlan mem;
 
@@ -204,8 +209,8 @@ struct CudaSession::Impl {
   // Whether linear L runs as one gemv_fused launch (with its fusions) for `rows` rows. Every step
   // around a fusion asks this with the same arguments, so they agree on who does the work.
   bool fused_decode(const cuda_detail::LinearPlan& L, int64_t rows) const {
-    return opt.fuse && opt.fused_gemv && L.kind == cuda_detail::LinearKind::Quant && L.wq &&
-           kcu::gemv_fused_fits(L.wq->layout(), rows);
+    if (!opt.fuse || !opt.fused_gemv || L.kind != cuda_detail::LinearKind::Quant) return false;
+    return L.wq ? kcu::gemv_fused_fits(L.wq->layout(), rows) : L.wsq && kcu::gemv_sparse24_w4_fits(L.wsq->layout(), rows);
   }
   int32_t* d_past() { return state.data(); }
   const int32_t* d_zero() { return state.data() + 1; }

@@ -432,7 +432,7 @@ void CudaSession::Impl::plan_memory() {
   mem.workspace = 32 << 20;  // cuBLAS (dense_gemm.cpp)
   if (any_quantized) {
     mem.workspace += 16 * 16 * (max_quant_rows + 128) * 4;
-    if (max_rows > kGemvMaxRows) mem.workspace += max_quant_nk * 2;
+    if (max_rows > kGemvMaxRows || sparse_q_scratch) mem.workspace += max_quant_nk * 2;
   }
   attn_ws_rows = std::min<int64_t>(max_rows, kGemvMaxRows * opt.max_batch);
   if (!attns.empty()) mem.workspace += attn_ws_rows * max_heads * (kAttnMaxSplits * (max_head_dim + 2) + 1) * 4;

@@ -15,6 +15,23 @@ int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n
   return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3);
 }
 
+// The 2:4 INT4 layout of sparse_gemv.hpp for this geometry (what gemv_sparse24_w4_fits reads).
+kcu::Sparse24QLayout sparse_q_layout(int64_t rows, int64_t cols) {
+  kcu::Sparse24QLayout l;
+  l.rows = rows;
+  l.cols = cols;
+  l.tiles = (rows + 15) / 16;
+  l.supers = (cols + 127) / 128;
+  return l;
+}
+
+// ... and its device bytes: 24 bytes of codes and metadata per lane and super, the scales (and
+// zero points) as the dense layout's.
+int64_t sparse_q_bytes(bool sym, int64_t rows, int64_t cols, int64_t n_groups) {
+  const kcu::Sparse24QLayout l = sparse_q_layout(rows, cols);
+  return l.tiles * l.supers * 32 * 24 + n_groups * l.tiles * 16 * (sym ? 2 : 3);
+}
+
 // A quantized linear as one gemv_fused launch: its prologue (RMSNorm / SwiGLU staged from their
 // inputs), its bias, and the residual Add after it (writing the Add's output) when planned.
 void fused_linear(CudaSession::Impl& I, const LinearPlan& L, const kcu::Act& x, const kcu::Act& y, const Exec& e) {
@@ -38,7 +55,10 @@ void fused_linear(CudaSession::Impl& I, const LinearPlan& L, const kcu::Act& x, 
     epi.y = I.act(L.epi_out);
     epi.residual = I.act(L.epi_res);
   }
-  kcu::gemv_fused(*L.wq, pro, epi, e.rows, e.stream);
+  if (L.wsq)
+    kcu::gemv_sparse24_w4(*L.wsq, pro, epi, e.rows, e.stream);
+  else
+    kcu::gemv_fused(*L.wq, pro, epi, e.rows, e.stream);
 }
 
 }  // namespace
@@ -90,6 +110,15 @@ bool Planner::sparse_24(const std::string& name) {
   return sparse_cache[name] = ok;
 }
 
+bool Planner::sparse_q(const Node& n) {
+  if (!I.opt.sparse_gemv || I.compute_major < 8 || n.op != "LinearQ" || n.s("act", "none") != "none") return false;
+  const std::string w = n.s("weight", "");
+  auto c = sparse_q_cache.find(w);
+  if (c != sparse_q_cache.end()) return c->second;
+  auto it = g.quantized.find(w);
+  return sparse_q_cache[w] = it != g.quantized.end() && kcu::is_sparse24_w4(it->second);
+}
+
 LinearKind Planner::kind_of(const Node& m) {
   if (m.op == "LinearQ") return m.s("act", "none") == "none" ? LinearKind::Quant : LinearKind::W8A8;
   return m.inputs.size() > 1 && sparse_24(m.inputs[1]) ? LinearKind::Sparse24 : LinearKind::Dense;
@@ -108,7 +137,7 @@ bool Planner::compatible(const Node& a, const Node& b) {
   const QuantizedWeight &x = qa->second, &y = qb->second;
   return x.bits == y.bits && x.symmetric == y.symmetric && x.group_len() == y.group_len() && x.cols == y.cols &&
          x.g_idx.empty() && y.g_idx.empty() && a.s("act", "none") == b.s("act", "none") &&
-         a.f("act_scale", 0) == b.f("act_scale", 0);
+         a.f("act_scale", 0) == b.f("act_scale", 0) && sparse_q(a) == sparse_q(b);
 }
 
 void Planner::linear(size_t k) {
@@ -165,7 +194,15 @@ void Planner::linear(size_t k) {
   const int64_t N = lp->n;
   const LinearKind kind = lp->kind;
   if (kind == LinearKind::Quant) {
-    lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups());
+    lp->sparse_q = sparse_q(n);  // the siblings agree (compatible)
+    if (lp->sparse_q) {
+      lp->device_bytes = sparse_q_bytes(q0->symmetric, N, K, q0->n_groups());
+      // rows ≤ 16 that gemv_sparse24_w4 cannot stage go through the dequantize + cuBLAS path
+      if (!kcu::gemv_sparse24_w4_fits(sparse_q_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
+        I.sparse_q_scratch = true;
+    } else {
+      lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups());
+    }
     I.any_quantized = true;
     I.max_quant_rows = std::max(I.max_quant_rows, (N + 15) / 16 * 16);
     I.max_quant_nk = std::max(I.max_quant_nk, N * K);
@@ -210,7 +247,10 @@ void Planner::linear(size_t k) {
   }
   std::string label = "linear";
   for (auto& nm : lp->nodes) label += " '" + nm + "'";
-  if (kind == LinearKind::Quant)
+  if (kind == LinearKind::Quant && lp->sparse_q)
+    label += " (W4 g" + std::to_string(q0->group_len()) + (q0->symmetric ? " sym" : " asym") +
+             " 2:4: sparse tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
+  else if (kind == LinearKind::Quant)
     label += " (W" + std::to_string(q0->bits) + " g" + std::to_string(q0->group_len()) +
              (q0->symmetric ? " sym" : " asym") + ": tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
   else if (kind == LinearKind::W8A8)
@@ -234,7 +274,12 @@ void Planner::linear(size_t k) {
           fused_linear(*ip, *L, xa, ya, e);
           return;  // bias applied in the epilogue
         }
-        if (e.rows <= kGemvMaxRows)
+        if (L->wsq) {
+          if (e.rows <= kGemvMaxRows && kcu::gemv_sparse24_w4_fits(L->wsq->layout(), e.rows))
+            kcu::gemv_sparse24_w4(*L->wsq, xp, yp, e.rows, e.stream);
+          else
+            kcu::linear_sparse24_w4_prefill(*L->wsq, *ip->cublas, xp, yp, e.rows, ip->prefill_scratch.data(), e.stream);
+        } else if (e.rows <= kGemvMaxRows)
           kcu::gemv_quantized(*L->wq, xp, yp, e.rows, *ip->gemv_ws, e.stream);
         else
           kcu::linear_quantized_prefill(*L->wq, *ip->cublas, xp, yp, e.rows, ip->prefill_scratch.data(), e.stream);

@@ -31,6 +31,7 @@ struct Planner {
   std::vector<bool> done;
   std::map<std::string, std::string> deferred_rope;  // rotary output -> its input (rotated in the append)
   std::map<std::string, bool> sparse_cache;          // dense weight -> has the 2:4 pattern
+  std::map<std::string, bool> sparse_q_cache;        // quantized weight -> 2:4 INT4 for gemv_sparse24_w4
   std::map<int, std::pair<LinearPlan*, size_t>> quant_out;  // output of a single Quant linear -> it, its step
   std::map<int, PrologueFusion*> pending_pro;                // norm / SwiGLU output -> its fusion, if taken
 
@@ -129,6 +130,7 @@ struct Planner {
   const QuantizedWeight& quantized(const Node& n);
   // A dense weight with the 2:4 pattern that cuSPARSELt can take (built with it, sizes multiples of 16).
   bool sparse_24(const std::string& name);
+  bool sparse_q(const Node& n);  // a LinearQ whose weight gemv_sparse24_w4 takes (CudaOptions::sparse_gemv)
   LinearKind kind_of(const Node& m);
   bool compatible(const Node& a, const Node& b);
   // A Linear / LinearQ node with the later siblings that share its input (one stacked GEMM); a

@@ -167,6 +167,7 @@ CudaSession::CudaSession(const Model& model, const CudaOptions& o) : impl_(std::
   LLMC_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.device));
   I.device_name = prop.name;
   I.sm_count = prop.multiProcessorCount;
+  I.compute_major = prop.major;
 
   CudaOptions& op = I.opt;
   if (op.max_context <= 0) {
@@ -213,7 +214,7 @@ int64_t CudaSession::decode_weight_bytes() const {
   int64_t b = I.emb_row_bytes;
   for (auto& l : I.linears) {
     switch (l->kind) {
-      case LinearKind::Quant: b += static_cast<int64_t>(l->wq->weight_bytes()); break;
+      case LinearKind::Quant: b += static_cast<int64_t>(l->wq ? l->wq->weight_bytes() : l->wsq->weight_bytes()); break;
       case LinearKind::W8A8: b += static_cast<int64_t>(l->w8->weight_bytes()); break;
       case LinearKind::Sparse24: b += static_cast<int64_t>(l->sp->compressed_bytes()); break;
       case LinearKind::Dense: b += l->n * l->k * 2; break;

@@ -36,6 +36,11 @@ struct CudaOptions {
   // Decode (≤ 16 rows): quantized linears through gemv_fused, with the RMSNorm or SwiGLU before
   // them folded into their activation staging and the residual add after them into their output.
   bool fused_gemv = true;
+  // INT4 linears whose codes keep the 2:4 pattern (at most two non-zero in every four inputs of a
+  // row: --pattern 2:4 pruning, then quantization) are stored in 3 bits a weight and decoded
+  // through the sparse tensor-core GEMV (gemv_sparse24_w4, sm_80+), with the same fusions;
+  // false: as any W4 weight.
+  bool sparse_gemv = true;
   // 2:4 linears; the session's options() holds the resolved layout (never Auto) when the model
   // has 2:4 linears the build runs through cuSPARSELt, the given one otherwise.
   CudaSparseLayout sparse_layout = CudaSparseLayout::Auto;

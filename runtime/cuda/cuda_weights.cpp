@@ -101,6 +101,8 @@ void CudaSession::Impl::upload() {
       const QuantizedWeight& q = parts.size() == 1 ? *parts[0] : stacked;
       if (lp->kind == LinearKind::W8A8)
         lp->w8 = std::make_unique<kcu::Int8Weight>(kcu::Int8Weight::upload(q, joined));
+      else if (lp->sparse_q)
+        lp->wsq = std::make_unique<kcu::GpuSparse24QWeight>(kcu::GpuSparse24QWeight::upload(q, joined));
       else
         lp->wq = std::make_unique<kcu::GpuQuantWeight>(kcu::GpuQuantWeight::upload(q, joined));
     } else if (lp->kind == LinearKind::Sparse24 && lp->weights.size() == 1) {
@@ -142,7 +144,7 @@ void CudaSession::Impl::upload() {
   cublas = std::make_unique<kcu::CublasHandle>();
   if (any_quantized) {
     gemv_ws = std::make_unique<kcu::GemvWorkspace>(max_quant_rows, 16);
-    if (max_rows > 16) prefill_scratch = kcu::DeviceBuffer<uint16_t>(static_cast<size_t>(max_quant_nk));
+    if (max_rows > 16 || sparse_q_scratch) prefill_scratch = kcu::DeviceBuffer<uint16_t>(static_cast<size_t>(max_quant_nk));
   }
   if (!attns.empty())
     attn_ws = std::make_unique<kcu::AttentionWorkspace>(attn_ws_rows, max_heads, max_head_dim, 32);

@@ -10,38 +10,17 @@
 
 #include "kernels/cpu/quant_gemm.hpp"
 #include "kernels/cuda/quant_gemv_fused.hpp"
+#include "tests/gpu/gemv_prologue_ref.hpp"
 #include "tests/gpu/gpu_test_util.hpp"
 
 using namespace llmc;
 using namespace llmc::kernels::cuda;
+using llmc::test::check_close_f32;
+using llmc::test::random_floats;
 using llmc::test::random_half;
 using llmc::test::random_quantized;
 
 namespace {
-
-std::vector<float> random_floats(int64_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-// f32 outputs: |got − ref| ≤ rel_sum·Σ|x·w| + 2⁻²⁰·|ref| + 1e-6, NaN fails.
-void check_close_f32(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<double>& abs_sum,
-                     double rel_sum, const std::string& what) {
-  REQUIRE(got.size() == ref.size());
-  int64_t bad = 0;
-  double worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - ref[i]);
-    const double tol = rel_sum * abs_sum[i] + std::ldexp(std::fabs(ref[i]), -20) + 1e-6;
-    if (!(d <= tol)) ++bad;
-    if (std::isfinite(d)) worst = std::max(worst, d / tol);
-  }
-  INFO(what << ": worst error/tolerance " << worst);
-  CHECK(bad == 0);
-}
 
 struct GemvShape {
   int bits;
@@ -117,13 +96,7 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
     for (int64_t m : {1, 5, 16}) {
       const int64_t ld = s.k + 3;  // a view inside a wider buffer
       const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * s.n, ++seed, -2.0f, 2.0f);
-      std::vector<float> x(m * s.k);
-      for (int64_t r = 0; r < m; ++r) {
-        float ss = 0;
-        for (int64_t c = 0; c < s.k; ++c) ss += h[r * ld + c] * h[r * ld + c];
-        const float inv = 1.0f / std::sqrt(ss / static_cast<float>(s.k) + 1e-5f);
-        for (int64_t c = 0; c < s.k; ++c) x[r * s.k + c] = f16_to_f32(f32_to_f16(h[r * ld + c] * inv * gamma[c]));
-      }
+      const std::vector<float> x = test::rmsnorm_staged(h, ld, gamma, m, s.k, 1e-5f);
       std::vector<float> ref(m * s.n);
       kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
       for (int64_t r = 0; r < m; ++r)
@@ -162,12 +135,7 @@ TEST_CASE("gemv_fused with the SwiGLU prologue adds into its residual in place (
       const int64_t ld = 2 * s.k;  // gate | up stacked by the linear before
       const auto gu = random_half(m * ld, ++seed, 2.0f);
       const auto res = random_half(m * s.n, ++seed);
-      std::vector<float> x(m * s.k);
-      for (int64_t r = 0; r < m; ++r)
-        for (int64_t c = 0; c < s.k; ++c) {
-          const float gv = gu.vals[r * ld + c], uv = gu.vals[r * ld + s.k + c];
-          x[r * s.k + c] = f16_to_f32(f32_to_f16(gv / (1.0f + std::exp(-gv)) * uv));
-        }
+      const std::vector<float> x = test::swiglu_staged(gu.vals, m, s.k);
       std::vector<float> ref(m * s.n);
       kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
       for (int64_t i = 0; i < m * s.n; ++i) ref[i] += res.vals[i];

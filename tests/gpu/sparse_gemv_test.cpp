@@ -1,6 +1,8 @@
 // gemv_sparse24_w4 (sparse_gemv.hpp): its packing checked on the host (the layout decoded back to
-// the codes it came from, every metadata nibble a valid index pair, the errors), and the kernel
-// against the CPU twin linear_quantized on the same 2:4-pruned INT4 weights, 1..16 tokens.
+// the codes it came from, every metadata nibble a valid index pair, the errors, the 2:4 test the
+// runtime plans by), and the kernels against their CPU twins on the same 2:4-pruned INT4 weights:
+// the GEMV (1..16 tokens, every block shape, the RMSNorm / SwiGLU prologues with bias and
+// residual) against linear_quantized, the dequantization against dequantize() bit for bit.
 #include <doctest/doctest.h>
 
 #include <random>
@@ -10,10 +12,13 @@
 
 #include "kernels/cpu/quant_gemm.hpp"
 #include "kernels/cuda/sparse_gemv.hpp"
+#include "tests/gpu/gemv_prologue_ref.hpp"
 #include "tests/gpu/gpu_test_util.hpp"
 
 using namespace llmc;
 using namespace llmc::kernels::cuda;
+using llmc::test::check_close_f32;
+using llmc::test::random_floats;
 using llmc::test::random_half;
 using llmc::test::random_quantized;
 
@@ -99,11 +104,39 @@ TEST_CASE("2:4 INT4 packing refuses what the kernel cannot take, naming the plac
   CHECK_THROWS_WITH_AS(repack_sparse24_w4(w8, "w8"), doctest::Contains("takes INT4"), Error);
 }
 
-TEST_CASE("gemv_sparse24_w4 matches linear_quantized on 2:4-pruned INT4 weights") {
+TEST_CASE("is_sparse24_w4: 2:4-pruned INT4 codes yes; a dense weight, one group of three, INT8, act-order no") {
+  for (const Sp24Shape& s : {Sp24Shape{true, 40, 96, 32}, Sp24Shape{false, 40, 100, 0}, Sp24Shape{false, 17, 256, 64}}) {
+    CAPTURE(s.sym);
+    CAPTURE(s.k);
+    QuantizedWeight w = pruned_weight(s, 11);
+    CHECK(is_sparse24_w4(w));
+    // a third non-zero code in the last row's last group of four
+    const int64_t r = s.n - 1, c0 = s.k - 4;
+    auto zero_at = [&](int64_t c) { return s.sym ? 0 : w.zero(r, w.group_of(c)); };
+    int nz = 0;
+    for (int64_t c = c0; c < s.k; ++c) nz += w.q(r, c) != zero_at(c);
+    REQUIRE(nz <= 2);
+    for (int64_t c = c0; c < s.k && nz < 3; ++c)
+      if (w.q(r, c) == zero_at(c)) {
+        w.set_q(r, c, zero_at(c) == 3 ? 4 : 3);
+        ++nz;
+      }
+    CHECK_FALSE(is_sparse24_w4(w));
+    CHECK_FALSE(is_sparse24_w4(random_quantized(4, s.sym, s.n, s.k, s.gs, 12)));
+  }
+  CHECK_FALSE(is_sparse24_w4(random_quantized(8, true, 16, 64, 32, 4)));
+  QuantizedWeight ao = pruned_weight({true, 16, 64, 32}, 5);
+  ao.g_idx.assign(64, 0);
+  for (int c = 0; c < 64; ++c) ao.g_idx[c] = c % 2;
+  CHECK_FALSE(is_sparse24_w4(ao));
+}
+
+TEST_CASE("gemv_sparse24_w4 matches linear_quantized on 2:4-pruned INT4 weights, every block shape") {
   LLMC_REQUIRE_GPU();
   uint32_t seed = 600;
   for (const Sp24Shape& s : kShapes) {
     const QuantizedWeight w = pruned_weight(s, ++seed);
+    REQUIRE(is_sparse24_w4(w));
     const GpuSparse24QWeight gw = GpuSparse24QWeight::upload(w, "w");
     const Tensor wd = dequantize(w);
     const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
@@ -118,16 +151,129 @@ TEST_CASE("gemv_sparse24_w4 matches linear_quantized on 2:4-pruned INT4 weights"
       std::vector<float> ref(m * s.n);
       kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), m);
       const auto abs_sum = test::abs_products(x.vals, wf, m, s.n, s.k);
-      DeviceBuffer<uint16_t> dx(x.bits), dy(std::vector<uint16_t>(m * s.n, 0x7E00));  // NaN: unwritten outputs fail
-      gemv_sparse24_w4(gw, dx.data(), dy.data(), m, nullptr);
-      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
-      const auto got = dy.download();
-      std::ostringstream what;
-      what << "2:4 W4" << (s.sym ? " sym" : " asym") << " N=" << s.n << " K=" << s.k << " g=" << s.gs << " m=" << m;
-      test::check_close(got, ref, abs_sum, 1e-4, what.str());
-      gemv_sparse24_w4(gw, dx.data(), dy.data(), m, nullptr);
-      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
-      CHECK(dy.download() == got);  // deterministic
+      DeviceBuffer<uint16_t> dx(x.bits), dy(m * s.n);
+      const GemvFusedConfig own = gemv_sparse24_w4_config(gw.layout(), m, gw.sm_count());
+      std::vector<uint16_t> first;
+      for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{8, 4}, GemvFusedConfig{16, 1},
+                                  GemvFusedConfig{16, 16}}) {
+        std::ostringstream what;
+        what << "2:4 W4" << (s.sym ? " sym" : " asym") << " N=" << s.n << " K=" << s.k << " g=" << s.gs << " m=" << m
+             << " warps=" << cfg.warps << " tiles/block=" << cfg.tiles_per_block;
+        dy.upload(std::vector<uint16_t>(m * s.n, 0x7E00));  // NaN: unwritten outputs fail
+        if (cfg.warps == 0)
+          gemv_sparse24_w4(gw, dx.data(), dy.data(), m, nullptr);  // the plain overload
+        else
+          gemv_sparse24_w4(gw, GemvPrologue{GemvPrologue::Kind::None, Act{dx.data(), s.k, ActType::F16}},
+                           GemvEpilogue{Act{dy.data(), s.n, ActType::F16}, nullptr, Act{}}, m, nullptr, cfg);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto got = dy.download();
+        test::check_close(got, ref, abs_sum, 1e-4, what.str());
+        if (cfg.warps == 0) first = got;
+        if (cfg.warps == own.warps && cfg.tiles_per_block == own.tiles_per_block) CHECK(got == first);  // deterministic
+      }
     }
+  }
+}
+
+TEST_CASE("gemv_sparse24_w4 with the RMSNorm prologue, bias and f32 residual matches norm → linear → add on the CPU") {
+  LLMC_REQUIRE_GPU();
+  uint32_t seed = 650;
+  for (const Sp24Shape& s : {Sp24Shape{true, 2560, 2048, 128}, Sp24Shape{false, 1000, 576, 64}}) {
+    const QuantizedWeight w = pruned_weight(s, ++seed);
+    const GpuSparse24QWeight gw = GpuSparse24QWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
+    const auto gamma = random_floats(s.k, ++seed, 0.5f, 1.5f), bias = random_floats(s.n, ++seed, -0.5f, 0.5f);
+    for (int64_t m : {1, 5, 16}) {
+      const int64_t ld = s.k + 3;  // a view inside a wider buffer
+      const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * s.n, ++seed, -2.0f, 2.0f);
+      const std::vector<float> x = test::rmsnorm_staged(h, ld, gamma, m, s.k, 1e-5f);
+      std::vector<float> ref(m * s.n);
+      kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < s.n; ++j) ref[r * s.n + j] += bias[j] + res[r * s.n + j];
+      const auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
+      DeviceBuffer<float> dh(h), dg(gamma), db(bias), dr(res), dy(std::vector<float>(m * s.n, NAN));
+      GemvPrologue pro{GemvPrologue::Kind::RmsNorm, Act{dh.data(), ld, ActType::F32}};
+      pro.norm_weight = dg.data();
+      pro.eps = 1e-5f;
+      const GemvEpilogue epi{Act{dy.data(), s.n, ActType::F32}, db.data(), Act{dr.data(), s.n, ActType::F32}};
+      for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 2}, GemvFusedConfig{16, 1}}) {
+        dy.upload(std::vector<float>(m * s.n, NAN));
+        gemv_sparse24_w4(gw, pro, epi, m, nullptr, cfg);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        std::ostringstream what;
+        what << "RMSNorm prologue 2:4 W4 N=" << s.n << " K=" << s.k << " m=" << m << " warps=" << cfg.warps
+             << " tiles/block=" << cfg.tiles_per_block;
+        // a staged x may differ from the host's by one f16 ulp where rsqrtf and 1/sqrt round apart
+        check_close_f32(dy.download(), ref, abs_sum, 2e-4, what.str());
+      }
+    }
+  }
+}
+
+TEST_CASE("gemv_sparse24_w4 with the SwiGLU prologue adds into its residual in place (y == residual)") {
+  LLMC_REQUIRE_GPU();
+  uint32_t seed = 680;
+  for (const Sp24Shape& s : {Sp24Shape{true, 2048, 5632, 128}, Sp24Shape{false, 576, 1536, 64}}) {
+    const QuantizedWeight w = pruned_weight(s, ++seed);
+    const GpuSparse24QWeight gw = GpuSparse24QWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
+    for (int64_t m : {1, 4, 8}) {
+      if (!gemv_sparse24_w4_fits(gw.layout(), m)) continue;
+      const int64_t ld = 2 * s.k;  // gate | up stacked by the linear before
+      const auto gu = random_half(m * ld, ++seed, 2.0f);
+      const auto res = random_half(m * s.n, ++seed);
+      const std::vector<float> x = test::swiglu_staged(gu.vals, m, s.k);
+      std::vector<float> ref(m * s.n);
+      kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
+      for (int64_t i = 0; i < m * s.n; ++i) ref[i] += res.vals[i];
+      auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
+      for (int64_t i = 0; i < m * s.n; ++i) abs_sum[i] += std::fabs(res.vals[i]) * 1e-3;  // the f32 add before rounding
+      DeviceBuffer<uint16_t> din(gu.bits), dy(res.bits);
+      const GemvPrologue pro{GemvPrologue::Kind::SwiGLU, Act{din.data(), ld, ActType::F16}, s.k};
+      for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{16, 2}}) {
+        dy.upload(res.bits);
+        gemv_sparse24_w4(gw, pro, GemvEpilogue{Act{dy.data(), s.n, ActType::F16}, nullptr, Act{dy.data(), s.n, ActType::F16}},
+                         m, nullptr, cfg);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        std::ostringstream what;
+        what << "SwiGLU prologue 2:4 W4 N=" << s.n << " K=" << s.k << " m=" << m << " warps=" << cfg.warps
+             << " tiles/block=" << cfg.tiles_per_block;
+        test::check_close(dy.download(), ref, abs_sum, 2e-4, what.str());
+      }
+    }
+  }
+}
+
+TEST_CASE("dequantize_sparse24_w4_to_f16 equals dequantize() rounded to f16; the prefill path matches linear_quantized") {
+  LLMC_REQUIRE_GPU();
+  const CublasHandle cublas;
+  uint32_t seed = 700;
+  for (const Sp24Shape& s : kShapes) {
+    const QuantizedWeight w = pruned_weight(s, ++seed);
+    const GpuSparse24QWeight gw = GpuSparse24QWeight::upload(w, "w");
+    const Tensor wd = dequantize(w);
+    std::vector<uint16_t> want(static_cast<size_t>(s.n * s.k));
+    for (int64_t i = 0; i < s.n * s.k; ++i) want[i] = f32_to_f16(wd.data<float>()[i]);
+    DeviceBuffer<uint16_t> scratch(std::vector<uint16_t>(s.n * s.k, 0x7E00));  // NaN: unwritten entries fail
+    dequantize_sparse24_w4_to_f16(gw, scratch.data(), nullptr);
+    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto got = scratch.download();
+    int64_t diff = 0;
+    for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
+    INFO("2:4 W4 N=" << s.n << " K=" << s.k << " g=" << s.gs << (s.sym ? " sym" : " asym"));
+    CHECK(diff == 0);
+    const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
+    const int64_t m = 40;
+    const auto x = random_half(m * s.k, ++seed);
+    std::vector<float> ref(m * s.n);
+    kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), m);
+    DeviceBuffer<uint16_t> dx(x.bits), dy(std::vector<uint16_t>(m * s.n, 0x7E00));
+    linear_sparse24_w4_prefill(gw, cublas, dx.data(), dy.data(), m, scratch.data(), nullptr);
+    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+    // the weight rounded to f16 once (≤ 2⁻¹¹ relative) and cuBLAS's f32 sums
+    test::check_close(dy.download(), ref, test::abs_products(x.vals, wf, m, s.n, s.k), 1e-3, "prefill");
   }
 }
