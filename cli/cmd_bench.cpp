@@ -26,6 +26,7 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   opt.seed = a["seed"].as<uint64_t>();
   opt.profile = a.count("profile") > 0;
   opt.fused_gemv = a.count("no-fused-gemv") == 0;
+  opt.sparse_gemv = a.count("no-sparse-gemv") == 0;
   runtime::require_cuda_device(opt.device);  // before minutes of loading or synthesizing
   const bool synth = a.count("synthetic") > 0;
   const std::string what = synth ? "synthetic " + a["synthetic"].as<std::string>() + " " + a["scheme"].as<std::string>()
@@ -40,7 +41,7 @@ int bench_cuda(const cxxopts::ParseResult& a) {
     auto j = r.to_json();
     j.update({{"model", what}, {"backend", "cuda"}, {"batch", opt.batch}, {"prompt_len", opt.prompt_len},
               {"gen_len", opt.gen_len}, {"repeats", opt.repeats},
-              {"fused_gemv", opt.fused_gemv}});
+              {"fused_gemv", opt.fused_gemv}, {"sparse_gemv", opt.sparse_gemv}});
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -74,7 +75,7 @@ int cmd_bench(int argc, char** argv) {
   o.add_options()("model", "model path", cxxopts::value<std::string>())(
       "backend", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))(
       "synthetic", "benchmark a known shape with random weights instead of MODEL (tinyllama, smollm2; cuda only)",
-      cxxopts::value<std::string>())("scheme", "weights of --synthetic: f16, sparse24, w4a16, w4a16-head, w8a16",
+      cxxopts::value<std::string>())("scheme", "weights of --synthetic: f16, sparse24, w4a16, sparse24-w4a16, w4a16-head, w8a16",
                                      cxxopts::value<std::string>()->default_value("f16"))(
       "batch", "sequences per step (cuda: equal-length independent sequences)",
       cxxopts::value<int64_t>()->default_value("1"))(
@@ -84,6 +85,7 @@ int cmd_bench(int argc, char** argv) {
       "seed", "seed of the random prompt (and of --synthetic weights)", cxxopts::value<uint64_t>()->default_value("0"))(
       "profile", "cuda: also time one decode step kernel by kernel, by kind")(
       "no-fused-gemv", "cuda: decode quantized linears with the split-K GEMV and separate norm/SwiGLU/add kernels")(
+      "no-sparse-gemv", "cuda: run 2:4-pruned INT4 linears as plain W4 (not through the 2:4 sparse GEMV)")(
       "json", "print JSON")(
       "h,help", "show help");
   o.parse_positional({"model"});

@@ -20,7 +20,7 @@
 #       evaluates each with --backend cpu and --backend cuda on the wiki.test ids, and writes
 #       $OUT/backend_check.json and a Markdown table (stdout).
 # Environment: BIN, OUT (default ./gpu-out), WINDOWS (default 4), VARIANTS (default "original
-# w8a16-rtn w4a16-g128-gptq 2of4-sparsegpt"), BACKENDS (default "cpu cuda"), DATA (the shared
+# w8a16-rtn w4a16-g128-gptq 2of4-sparsegpt 2of4-w4a16-gptq"; also 2of4-magnitude), BACKENDS (default "cpu cuda"), DATA (the shared
 # wikitext-2-raw folder, for pack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ STAGED=/tmp/llmc-carry-a
 BIN=${BIN:-build/llmcompress}
 OUT=${OUT:-$PWD/gpu-out}
 WINDOWS=${WINDOWS:-4}
-VARIANTS=${VARIANTS:-original w8a16-rtn w4a16-g128-gptq 2of4-sparsegpt}
+VARIANTS=${VARIANTS:-original w8a16-rtn w4a16-g128-gptq 2of4-sparsegpt 2of4-w4a16-gptq}
 BACKENDS=${BACKENDS:-cpu cuda}
 DATA=${DATA:-../shared/data/wikitext-2-raw}
 
@@ -73,6 +73,7 @@ run)
       w4a16-g128-gptq) args="quantize --scheme w4a16 --method gptq --group-size 128" ;;
       2of4-sparsegpt) args="prune --method sparsegpt --pattern 2:4" ;;
       2of4-magnitude) args="prune --method magnitude --pattern 2:4" ;;
+      2of4-w4a16-gptq) args="compress --recipe examples/recipes/2of4_w4_gptq.yaml" ;;  # the sparse INT4 GEMV
       *) echo "gpu_backend_check: unknown variant '$v'" >&2; exit 2 ;;
     esac
     if [ "$v" != original ]; then

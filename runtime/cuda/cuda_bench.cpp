@@ -87,6 +87,7 @@ CudaBenchResult bench_cuda(const Model& m, double load_s, const CudaBenchOptions
   co.max_tokens = o.prompt_len;
   co.device = o.device;
   co.fused_gemv = o.fused_gemv;
+  co.sparse_gemv = o.sparse_gemv;
   auto t0 = Clock::now();
   CudaSession s(m, co);
   r.upload_s = secs(t0, Clock::now());

@@ -18,7 +18,8 @@ struct CudaBenchOptions {
   uint64_t seed = 0;
   int device = 0;
   bool profile = false;  // also time one decode step kernel by kernel (CudaSession::profile_step)
-  bool fused_gemv = true;  // CudaOptions::fused_gemv
+  bool fused_gemv = true;   // CudaOptions::fused_gemv
+  bool sparse_gemv = true;  // CudaOptions::sparse_gemv
 };
 
 struct CudaBenchResult {

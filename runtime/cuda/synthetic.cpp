@@ -44,6 +44,22 @@ void make_2to4(Tensor& t, uint64_t seed) {
   }
 }
 
+// The INT4 codes' counterpart: two of every four consecutive codes of a row set to 8 (value 0 of a
+// symmetric weight), as quantizing a 2:4-pruned weight leaves them. cols must be a multiple of 4.
+void make_2to4_codes(QuantizedWeight& w, uint64_t seed) {
+  static constexpr uint8_t kKeep[6] = {0b0011, 0b0101, 0b1001, 0b0110, 0b1010, 0b1100};
+  const int64_t groups = w.rows * w.cols / 4;  // two bytes each
+#pragma omp parallel for schedule(static) if (groups > 16384)
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    const uint8_t keep = kKeep[mix(seed ^ mix(static_cast<uint64_t>(gi))) % 6];
+    for (int e = 0; e < 4; ++e) {
+      if (keep >> e & 1) continue;
+      uint8_t& b = w.packed[static_cast<size_t>(gi * 2 + e / 2)];
+      b = e % 2 ? static_cast<uint8_t>((b & 0x0f) | 0x80) : static_cast<uint8_t>((b & 0xf0) | 0x08);
+    }
+  }
+}
+
 QuantizedWeight random_quantized(int bits, int64_t rows, int64_t cols, int64_t group, uint64_t seed) {
   QuantizedWeight w;
   w.bits = bits;
@@ -102,6 +118,10 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
   } else if (scheme == "w4a16") {
     bits = 4;
     group = 128;
+  } else if (scheme == "sparse24-w4a16") {
+    bits = 4;
+    group = 128;
+    sparse = true;
   } else if (scheme == "w4a16-head") {
     bits = 4;
     group = 128;
@@ -109,7 +129,7 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
   } else if (scheme == "w8a16") {
     bits = 8;
   } else if (scheme != "f16") {
-    throw Error("unknown synthetic scheme '" + scheme + "' (known: f16, sparse24, w4a16, w4a16-head, w8a16)",
+    throw Error("unknown synthetic scheme '" + scheme + "' (known: f16, sparse24, w4a16, sparse24-w4a16, w4a16-head, w8a16)",
                 ErrorKind::Usage);
   }
   const nlohmann::json cfg = synthetic_config(name);
@@ -128,7 +148,7 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
       w[n] = Tensor::borrow(DType::F32, {rows, cols}, shared.data<float>(), std::make_shared<Tensor>(shared));
     else
       w[n] = random_tensor({rows, cols}, ++s, spread);
-    if (sparse) make_2to4(w[n], ++s);
+    if (sparse && !bits) make_2to4(w[n], ++s);
   };
   w["model.embed_tokens.weight"] = random_tensor({V, D}, ++s, spread);
   w["model.norm.weight"] = random_tensor({D}, ++s, 0.1f, 1.0f);
@@ -154,6 +174,7 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
     const std::string wn = n.inputs[1];
     const Tensor& t = g.weights.at(wn);
     g.quantized[wn] = random_quantized(bits, t.dim(0), t.dim(1), group, ++s);
+    if (sparse) make_2to4_codes(g.quantized[wn], ++s);
     n.op = "LinearQ";
     n.inputs = {n.inputs[0]};
     n.attrs = {{"weight", wn}, {"act", std::string("none")}};

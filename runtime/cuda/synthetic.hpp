@@ -23,7 +23,10 @@ nlohmann::json synthetic_config(const std::string& name);
 //  "w4a16"      every decoder linear INT4 symmetric g128 (codes uniform over [−8, 7], f16 scales
 //               around 0.0043, i.e. weights of spread ~0.02 as RTN of the f16 model would give),
 //               the head dense as the compression passes leave it;
-//  "w4a16-head" the same with the head quantized too (--include-head);
+//  "sparse24-w4a16" the w4a16 weights with two of every four codes of a row at value 0 (2:4, as
+//               quantizing a 2:4-pruned model leaves them), so the CUDA runtime decodes them
+//               through the sparse tensor-core GEMV (CudaOptions::sparse_gemv);
+//  "w4a16-head" the same as w4a16 with the head quantized too (--include-head);
 //  "w8a16"      every decoder linear INT8 symmetric per channel.
 Model synthetic_model(const std::string& name, const std::string& scheme, uint64_t seed);
 

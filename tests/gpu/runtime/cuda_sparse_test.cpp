@@ -1,6 +1,8 @@
-// CudaSession with 2:4-pruned linears (cuSPARSELt) against the CPU Session: the layout's
-// resolution (the transposed weight where supported), every operand layout, prefill in chunks,
-// decode as graph replays, and plans for a row count first seen after a decode graph was captured.
+// CudaSession with 2:4-pruned linears against the CPU Session. Dense 2:4 weights (cuSPARSELt): the
+// layout's resolution (the transposed weight where supported), every operand layout, prefill in
+// chunks, decode as graph replays, and plans for a row count first seen after a decode graph was
+// captured. 2:4-pruned INT4 weights: the sparse tensor-core GEMV, fused and not, against the same
+// model run as plain W4.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -111,5 +113,55 @@ TEST_CASE("2:4 linears in every cuSPARSELt operand layout match the CPU session"
       check_described(gpu, l);
     }
     compare_across_row_counts(m, opt, seed);
+  }
+}
+
+TEST_CASE("2:4-pruned INT4 linears run through the sparse GEMV (fused or not) and match the CPU session") {
+  LLMC_REQUIRE_GPU();
+  struct Q {
+    int64_t group;
+    bool sym;
+    int64_t inter;  // 6144: down's 16 staged rows exceed the GEMV's shared memory (dequantize + cuBLAS)
+  };
+  uint32_t seed = 120;
+  for (const Q& q : {Q{64, true, 512}, Q{32, false, 512}, Q{128, true, 6144}}) {
+    CAPTURE(q.group);
+    CAPTURE(q.sym);
+    CAPTURE(q.inter);
+    TinyShape shape;
+    shape.inter = q.inter;
+    shape.layers = q.inter > 512 ? 1 : 2;
+    Model m = tiny_llama(shape, 9);
+    prune_decoder_linears_2to4(m);
+    quantize_decoder_linears(m, 4, q.group, q.sym);  // RTN keeps the pruned zeros on the grid: 2:4 codes
+    int64_t dense_bytes = 0;
+    for (bool sparse : {false, true})
+      for (bool fused : {true, false}) {
+        CAPTURE(sparse);
+        CAPTURE(fused);
+        CudaOptions opt;
+        opt.max_context = 128;
+        opt.sparse_gemv = sparse;
+        opt.fused_gemv = fused;
+        {
+          CudaSession gpu(m, opt);
+          const std::string plan = gpu.describe();
+          INFO(plan.substr(0, 1200));
+          CHECK(has(plan, " 2:4: sparse tensor-core GEMV for <= 16 rows") == sparse);
+          CHECK(has(plan, "[decode: RMSNorm folded in]") == fused);
+          CHECK(has(plan, "[decode: SwiGLU folded in]") == fused);
+          if (!sparse) dense_bytes = gpu.decode_weight_bytes();
+          if (sparse) {
+            // codes and metadata at 3 bits a weight instead of 4: the decoder's linears dominate
+            CHECK(gpu.decode_weight_bytes() < dense_bytes);
+            CHECK(gpu.decode_weight_bytes() > dense_bytes / 2);
+          }
+        }
+        compare_prefill_decode(m, opt, 23, 6, seed += 3);  // prompt: dequantize + cuBLAS
+        compare_prefill_decode(m, opt, 12, 3, seed += 3);  // 12 rows through the GEMV where it stages them
+      }
+    CudaOptions opt;
+    opt.max_context = 128;
+    compare_perplexity(m, seed += 3, 5e-4, opt);
   }
 }

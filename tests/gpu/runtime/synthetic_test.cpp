@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/cuda/sparse_gemm.hpp"
+#include "kernels/cuda/sparse_gemv.hpp"
 #include "runtime/cuda/synthetic.hpp"
 
 using namespace llmc;
@@ -55,6 +56,31 @@ TEST_CASE("synthetic smollm2 sparse24: every decoder linear is 2:4 with random k
   int64_t head_zeros = 0;
   for (int64_t i = 0; i < head.numel(); ++i) head_zeros += head.data<float>()[i] == 0.0f;
   CHECK(head_zeros < head.numel() / 1000);  // the head stays dense
+}
+
+TEST_CASE("synthetic sparse24-w4a16: INT4 decoder linears with exactly two zero codes in every four, all six patterns") {
+  const Model q = runtime::synthetic_model("smollm2", "sparse24-w4a16", 2);
+  CHECK(q.graph.quantized.size() == 30 * 7);
+  for (const auto& [name, w] : q.graph.quantized) {
+    CAPTURE(name);
+    REQUIRE(w.bits == 4);
+    CHECK(w.symmetric);
+    CHECK(w.group_size == 128);
+    CHECK(kernels::cuda::is_sparse24_w4(w));
+    int64_t zeros = 0, patterns[16] = {};
+    for (int64_t r = 0; r < w.rows; ++r)
+      for (int64_t c0 = 0; c0 < w.cols; c0 += 4) {
+        int mask = 0;
+        for (int e = 0; e < 4; ++e) mask |= (w.q(r, c0 + e) != 0) << e;
+        zeros += 4 - __builtin_popcount(mask);
+        ++patterns[mask];
+      }
+    // the kept codes are uniform over [−8, 7]: 1 in 16 is 0 on its own
+    CHECK(static_cast<double>(zeros) / (w.rows * w.cols) == doctest::Approx(0.5 + 0.5 / 16).epsilon(0.05));
+    for (int mask : {0b0011, 0b0101, 0b1001, 0b0110, 0b1010, 0b1100}) CHECK(patterns[mask] > 0);
+  }
+  // the plain w4a16 codes are dense
+  CHECK_FALSE(kernels::cuda::is_sparse24_w4(runtime::synthetic_model("smollm2", "w4a16", 2).graph.quantized.begin()->second));
 }
 
 TEST_CASE("synthetic models: w4a16 quantizes every decoder linear, w4a16-head the head too; unknown names are usage errors") {
