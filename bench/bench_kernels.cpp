@@ -404,6 +404,11 @@ int main(int argc, char** argv) {
         const double td = time_per_call(s, 12, runs, [&](int i) { dequantize_to_f16(w4[i % n4], scratch.data(), s); });
         rows.push_back({n, k, 0, "w4_dequant_to_f16", td * 1e6, w4[0].weight_bytes() + 2.0 * n * k, 0, 0});
         log_row(rows.back());
+        const double t24 = time_per_call(s, 12, runs, [&](int i) {
+          dequantize_sparse24_w4_to_f16(w24[i % n24], scratch.data(), s);
+        });
+        rows.push_back({n, k, 0, "w4_2of4_dequant_to_f16", t24 * 1e6, w24[0].weight_bytes() + 2.0 * n * k, 0, 0});
+        log_row(rows.back());
       }
     }
 

@@ -196,11 +196,16 @@ void launch_pro(const SparseArgs& a, bool sym, int warps, unsigned blocks, size_
         : launch<1, true, PRO>(a, warps, blocks, smem, overlap, stream);
 }
 
-// One warp per (tile, super): each lane decodes its four code words into the 16-input groups
-// they cover (rows g and g + 8, groups tig and tig + 4 of each chunk), zero at the pruned inputs,
-// the kept positions read from the metadata of the lanes that hold them (sparse_gemv.hpp).
+// One warp per (tile, super): each lane decodes its four code words into the groups of four they
+// cover (rows g and g + 8, groups tig and tig + 4 of each chunk), zero at the pruned inputs, the
+// kept positions read from the metadata of the lanes that hold them (sparse_gemv.hpp). The values
+// go through a per-warp shared-memory tile of 16 rows × 128 inputs so that global stores are whole
+// 16-byte row segments, as dequantize_to_f16's.
 __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs p, __half* out, int64_t k) {
+  constexpr int kStride = 128 + 8;  // +8: fewer bank conflicts
+  __shared__ __align__(16) __half tile_smem[8][16 * kStride];
   const int lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+  __half* tile = tile_smem[threadIdx.x >> 5];
   const int64_t items = static_cast<int64_t>(p.w.tiles) * p.supers;
   for (int64_t it = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; it < items;
        it += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {
@@ -213,8 +218,7 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
       const uint32_t mine = c < 2 ? e.x : e.y;
       const int holder = g * 4 + (c & 1) * 2;
       const uint32_t meta[2] = {__shfl_sync(0xffffffffu, mine, holder), __shfl_sync(0xffffffffu, mine, holder + 1)};
-      const int k32 = si * 4 + c;
-      const int idx = (group_of(p.w, k32) * p.w.tiles + t) * 8 + g;
+      const int idx = (group_of(p.w, si * 4 + c) * p.w.tiles + t) * 8 + g;
       const float2 sc = __half22float2(__ldg(p.w.scales + idx));
       float zero[2] = {8.0f, 8.0f};
       if (p.w.zeros) {
@@ -222,9 +226,7 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
         zero[0] = z.x, zero[1] = z.y;
       }
 #pragma unroll
-      for (int ro = 0; ro < 2; ++ro) {
-        const int64_t row = int64_t{t} * 16 + g + 8 * ro;
-        if (row >= p.n) continue;
+      for (int ro = 0; ro < 2; ++ro)
 #pragma unroll
         for (int gh = 0; gh < 2; ++gh) {
           const uint32_t bits = (ro ? meta[gh] >> 16 : meta[gh]) & 0xffffu;
@@ -235,19 +237,27 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
             const int nib = (i & 1) * 4 + (i >> 1);
             const float code = static_cast<float>(words[c] >> (4 * nib) & 0xfu);
             const int pos = static_cast<int>(bits >> (4 * tig + 2 * kept) & 3u);
-            v[pos] = __float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro]));
+            v[pos] = __float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro]));  // (q − z) exact: one rounding
           }
-          const int64_t col0 = int64_t{k32} * 32 + (tig + 4 * gh) * 4;
-          __half* o = out + row * k + col0;
-          if (k % 4 == 0 && col0 + 4 <= k) {
-            *reinterpret_cast<uint2*>(o) = make_uint2(as_u32(__halves2half2(v[0], v[1])), as_u32(__halves2half2(v[2], v[3])));
-          } else {
-            for (int j = 0; j < 4; ++j)
-              if (col0 + j < k) o[j] = v[j];
-          }
+          *reinterpret_cast<uint2*>(tile + (g + 8 * ro) * kStride + c * 32 + (tig + 4 * gh) * 4) =
+              make_uint2(as_u32(__halves2half2(v[0], v[1])), as_u32(__halves2half2(v[2], v[3])));
         }
+    }
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < 16 * 16 / 32; ++j) {  // 16 rows × 16 segments of 8 inputs
+      const int i = j * 32 + lane, r = i / 16, seg = i % 16;
+      const int64_t row = int64_t{t} * 16 + r, k0 = int64_t{si} * 128 + seg * 8;
+      if (row >= p.n || k0 >= k) continue;
+      const __half* src = tile + r * kStride + seg * 8;
+      __half* dst = out + row * k + k0;
+      if ((k & 7) == 0) {  // k0 + 8 ≤ K and 16-byte aligned
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int e2 = 0; e2 < 8 && k0 + e2 < k; ++e2) dst[e2] = src[e2];
       }
     }
+    __syncwarp();  // the tile is rewritten by the next item
   }
 }
 
