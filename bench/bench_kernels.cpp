@@ -282,14 +282,19 @@ int main(int argc, char** argv) {
       const int ni8 = static_cast<int>(wi8.size());
       quantize_act_s8(x.data(), nullptr, w8a8_ctx.qx(), w8a8_ctx.sx(), max_m, k, wi8[0].k_pad(), 0.0f, s);
       // 2:4 sparse f16: the dense random weight with two of each four inputs zeroed (varying
-      // positions), compressed once.
-      if (!sparse_rows.empty()) {
+      // positions), compressed once for cuSPARSELt and packed once for gemv_sparse24_f16.
+      std::vector<GpuSparse24F16Weight> wf24;
+      {
         std::vector<uint16_t> h = random_f16(static_cast<size_t>(n * k), ++seed, 0.05f);
         Rng r{seed};
         for (size_t g = 0; g < h.size() / 4; ++g) {
           const int a = static_cast<int>(r.next() >> 62), b = (a + 1 + static_cast<int>((r.next() >> 32) % 3)) % 4;
           for (int i = 0; i < 4; ++i)
             if (i != a && i != b) h[4 * g + i] = 0;
+        }
+        if (!only_w8a8_sparse) {
+          wf24.push_back(GpuSparse24F16Weight::upload(h.data(), n, k, "wf24"));
+          while (static_cast<int>(wf24.size()) < copies_for(wf24[0].weight_bytes())) wf24.push_back(wf24[0].clone());
         }
         for (SparseRow& sr : sparse_rows) {
           sr.w.clear();  // the previous shape's copies
@@ -346,11 +351,17 @@ int main(int argc, char** argv) {
             rows.push_back({n, k, m, v.name, tv * 1e6, act + w4[0].weight_bytes(), flops, t_cublas * 1e6});
             log_row(rows.back());
           }
-          if (gemv_sparse24_w4_fits(w24[0].layout(), m)) {
+          if (gemv_sparse24_fits(w24[0].layout(), m)) {
             const double t24 = time_per_call(s, batch, runs, [&](int i) {
               gemv_sparse24_w4(w24[i % n24], x.data(), y.data(), m, s);
             });
             rows.push_back({n, k, m, "w4a16_2of4_gemv", t24 * 1e6, act + w24[0].weight_bytes(), flops, t_cublas * 1e6});
+            log_row(rows.back());
+            const int nf = static_cast<int>(wf24.size());
+            const double tf = time_per_call(s, batch, runs, [&](int i) {
+              gemv_sparse24_f16(wf24[i % nf], x.data(), y.data(), m, s);
+            });
+            rows.push_back({n, k, m, "f16_2of4_gemv", tf * 1e6, act + wf24[0].weight_bytes(), flops, t_cublas * 1e6});
             log_row(rows.back());
           }
           if (gemv_fused_fits(w4[0].layout(), m)) {

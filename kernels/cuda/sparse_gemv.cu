@@ -46,7 +46,8 @@ __device__ __forceinline__ void mma_sp_16832(float (&d)[4], const uint32_t (&a)[
 // kSuperPrefetch consecutive supers of one tile for this lane: per super four code words, two
 // metadata words, four chunks' scales (and zero points) of rows g and g + 8.
 template <bool ASYM>
-struct SuperBatch {
+struct SuperBatchW4 {
+  static constexpr int kSupers = kSuperPrefetch;
   uint4 q[kSuperPrefetch];
   uint2 e[kSuperPrefetch];
   __half2 s[kSuperPrefetch][4];
@@ -69,48 +70,84 @@ struct SuperBatch {
       }
     }
   }
-};
 
-// acc[nt] += Ŵ(tile, super si) · x for super i of batch b: per 32-input chunk one dequantized
-// word of eight kept codes and one mma.sp per 8 tokens, the group scale on the f32 partial sum.
-template <int NT, bool ASYM>
-__device__ __forceinline__ void super_mma(const SuperBatch<ASYM>& b, int i, int si, const __half* const (&xrow)[NT],
-                                          float (&acc)[NT][4]) {
-  const uint32_t words[4] = {b.q[i].x, b.q[i].y, b.q[i].z, b.q[i].w};
+  // acc[nt] += Ŵ(tile, super si) · x for super i of this batch: per 32-input chunk one
+  // dequantized word of eight kept codes and one mma.sp per 8 tokens, the group scale on the f32
+  // partial sum.
+  template <int NT>
+  __device__ __forceinline__ void mma(int i, int si, const __half* const (&xrow)[NT], float (&acc)[NT][4]) const {
+    const uint32_t words[4] = {q[i].x, q[i].y, q[i].z, q[i].w};
 #pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    __half2 sub_g, add_g8;
-    if constexpr (ASYM) {
-      sub_g = __float2half2_rn(1024.0f + b.z[i][c].x);
-      add_g8 = __float2half2_rn(-64.0f - b.z[i][c].y);
-    } else {
-      sub_g = __float2half2_rn(1032.0f);
-      add_g8 = __float2half2_rn(-72.0f);
-    }
-    uint32_t a[4];
-    dequant_w4(words[c], sub_g, add_g8, a);
-    const uint32_t e = c < 2 ? b.e[i].x : b.e[i].y;
-    const float2 sf = __half22float2(b.s[i][c]);
+    for (int c = 0; c < 4; ++c) {
+      __half2 sub_g, add_g8;
+      if constexpr (ASYM) {
+        sub_g = __float2half2_rn(1024.0f + z[i][c].x);
+        add_g8 = __float2half2_rn(-64.0f - z[i][c].y);
+      } else {
+        sub_g = __float2half2_rn(1032.0f);
+        add_g8 = __float2half2_rn(-72.0f);
+      }
+      uint32_t a[4];
+      dequant_w4(words[c], sub_g, add_g8, a);
+      const uint32_t ec = c < 2 ? e[i].x : e[i].y;
+      const float2 sf = __half22float2(s[i][c]);
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const uint4 bx = *reinterpret_cast<const uint4*>(xrow[nt] + (si * 4 + c) * 32);
-      float d[4] = {};
-      if (c & 1)
-        mma_sp_16832<1>(d, a, bx, e);
-      else
-        mma_sp_16832<0>(d, a, bx, e);
-      acc[nt][0] += sf.x * d[0];
-      acc[nt][1] += sf.x * d[1];
-      acc[nt][2] += sf.y * d[2];
-      acc[nt][3] += sf.y * d[3];
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint4 bx = *reinterpret_cast<const uint4*>(xrow[nt] + (si * 4 + c) * 32);
+        float d[4] = {};
+        if (c & 1)
+          mma_sp_16832<1>(d, a, bx, ec);
+        else
+          mma_sp_16832<0>(d, a, bx, ec);
+        acc[nt][0] += sf.x * d[0];
+        acc[nt][1] += sf.x * d[1];
+        acc[nt][2] += sf.y * d[2];
+        acc[nt][3] += sf.y * d[3];
+      }
     }
   }
-}
+};
 
-// W = 8: two blocks per SM, W = 16: one; either way at most 128 registers per thread.
-template <int NT, bool ASYM, int PRO, int W>
-__global__ void __launch_bounds__(W * 32, 16 / W) sparse24_w4_kernel(const SparseArgs p) {
-  using B = SuperBatch<ASYM>;
+// One super of 2:4 f16 for this lane: four 16-byte A fragments (a0..a7 per chunk, register
+// order; each chunk's 32 lanes contiguous, so every load is one 512-byte line) and two metadata
+// words; 64 + 8 bytes, so one super per batch keeps as many bytes in flight as gemv_fused's.
+struct SuperBatchF16 {
+  static constexpr int kSupers = 1;
+  uint4 v[4];
+  uint2 e;
+
+  __device__ __forceinline__ void load(const SparseArgs& p, int t, int /*g*/, int lane, int sb, int s1) {
+    if (sb >= s1) return;
+    const size_t at = (static_cast<size_t>(t) * p.supers + sb) * 32;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) v[c] = load_stream(p.w.packed + (at + c * 8) * 4 + lane);
+    e = __ldg(p.meta + at + lane);
+  }
+
+  template <int NT>
+  __device__ __forceinline__ void mma(int /*i*/, int si, const __half* const (&xrow)[NT], float (&acc)[NT][4]) const {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const uint32_t a[4] = {v[c].x, v[c].y, v[c].z, v[c].w};
+      const uint32_t ec = c < 2 ? e.x : e.y;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint4 bx = *reinterpret_cast<const uint4*>(xrow[nt] + (si * 4 + c) * 32);
+        if (c & 1)
+          mma_sp_16832<1>(acc[nt], a, bx, ec);
+        else
+          mma_sp_16832<0>(acc[nt], a, bx, ec);
+      }
+    }
+  }
+};
+
+// W = 8: two blocks per SM, W = 16: one; either way at most 128 registers per thread. B: the
+// weight format's batch (SuperBatchW4<ASYM> or SuperBatchF16); EARLY_ADD: the epilogue's addends
+// loaded before the main loop (not where 16 tokens of asymmetric INT4 leave no registers).
+template <class B, int NT, int PRO, int W, bool EARLY_ADD>
+__global__ void __launch_bounds__(W * 32, 16 / W) sparse24_kernel(const SparseArgs p) {
+  constexpr int kP = B::kSupers;
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
   float* part = reinterpret_cast<float*>(xs + p.x.m * p.x.xs_stride);  // [warp][NT·4][32]
@@ -127,7 +164,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_w4_kernel(const Spars
   B b0, b1;
   if (tile_ok) {
     b0.load(p, t, g, lane, s0, s1);
-    b1.load(p, t, g, lane, s0 + kSuperPrefetch, s1);
+    b1.load(p, t, g, lane, s0 + kP, s1);
   }
   grid_dependency_wait();  // the input and output may belong to the kernel before this one
 
@@ -135,17 +172,15 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_w4_kernel(const Spars
   // (2·tig + 8j + {0, 1}, j = 0..3) side by side, so pair (2·tig + 8j) of chunk ch sits at word
   // 16·ch + 4·tig + j and one 16-byte load fetches them. Inputs c .. c + 7 (c = 32·ch + 8j) are
   // pairs j of tig = 0..3: words 16·ch + j + 4·tig.
-  stage<PRO, ASYM ? 1 : 2, W>(p.x, p.supers * 128, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
+  stage<PRO, EARLY_ADD ? 2 : 1, W>(p.x, p.supers * 128, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
     uint32_t* w = reinterpret_cast<uint32_t*>(row) + (c >> 5) * 16 + ((c >> 3) & 3);
     w[0] = h[0], w[4] = h[1], w[8] = h[2], w[12] = h[3];
   });
   __syncthreads();
 
-  // The epilogue's addends before the main loop (after it where 16 tokens of asymmetric INT4
-  // leave no registers for them), as gemv_fused.
-  constexpr bool kEarlyAdd = !(NT == 2 && ASYM);
+  // The epilogue's addends before the main loop where registers allow, as gemv_fused.
   float add[NT][4] = {};
-  if constexpr (kEarlyAdd)
+  if constexpr (EARLY_ADD)
     if (tile_ok && ks == 0) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);  // the warp that stores the tile
 
   float acc[NT][4] = {};
@@ -154,22 +189,22 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_w4_kernel(const Spars
   for (int nt = 0; nt < NT; ++nt) xrow[nt] = xs + min(nt * 8 + g, p.x.m - 1) * p.x.xs_stride + tig * 8;
   auto consume = [&](B& b, int sb) {  // supers sb .. of batch b, then b refills 2 batches ahead
 #pragma unroll
-    for (int i = 0; i < kSuperPrefetch; ++i) {
+    for (int i = 0; i < kP; ++i) {
       if (sb + i >= s1) break;
-      super_mma<NT, ASYM>(b, i, sb + i, xrow, acc);
+      b.template mma<NT>(i, sb + i, xrow, acc);
     }
-    b.load(p, t, g, lane, sb + 2 * kSuperPrefetch, s1);
+    b.load(p, t, g, lane, sb + 2 * kP, s1);
   };
   if (tile_ok) {
-    for (int sb = s0; sb < s1; sb += 2 * kSuperPrefetch) {
+    for (int sb = s0; sb < s1; sb += 2 * kP) {
       consume(b0, sb);
-      if (sb + kSuperPrefetch < s1) consume(b1, sb + kSuperPrefetch);
+      if (sb + kP < s1) consume(b1, sb + kP);
     }
   }
   launch_dependents();
 
   if (!add_tile_partials<NT>(acc, part, warp, lane, ks, p.wpt) || !tile_ok) return;
-  if constexpr (!kEarlyAdd) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);
+  if constexpr (!EARLY_ADD) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);
   store_outputs<NT>(p.o, acc, add, p.x.m, p.n, t, g, tig);
 }
 
@@ -177,23 +212,63 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_w4_kernel(const Spars
 // different halves of the 128-byte bank window.
 int64_t stage_stride(const Sparse24QLayout& l) { return l.supers * 128 + 32; }
 
-template <int NT, bool ASYM, int PRO>
+template <class B, int NT, int PRO, bool EARLY_ADD>
 void launch(const SparseArgs& a, int warps, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
   if (warps == 16)
-    launch_kernel(sparse24_w4_kernel<NT, ASYM, PRO, 16>, dim3(blocks), dim3(16 * 32), smem, overlap, stream, a);
+    launch_kernel(sparse24_kernel<B, NT, PRO, 16, EARLY_ADD>, dim3(blocks), dim3(16 * 32), smem, overlap, stream, a);
   else
-    launch_kernel(sparse24_w4_kernel<NT, ASYM, PRO, 8>, dim3(blocks), dim3(8 * 32), smem, overlap, stream, a);
+    launch_kernel(sparse24_kernel<B, NT, PRO, 8, EARLY_ADD>, dim3(blocks), dim3(8 * 32), smem, overlap, stream, a);
 }
 
+// fmt: 0 = INT4 symmetric, 1 = INT4 asymmetric, 2 = f16.
 template <int PRO>
-void launch_pro(const SparseArgs& a, bool sym, int warps, unsigned blocks, size_t smem, bool overlap,
+void launch_pro(const SparseArgs& a, int fmt, int warps, unsigned blocks, size_t smem, bool overlap,
                 cudaStream_t stream) {
-  if (a.x.m > 8)
-    sym ? launch<2, false, PRO>(a, warps, blocks, smem, overlap, stream)
-        : launch<2, true, PRO>(a, warps, blocks, smem, overlap, stream);
+  if (a.x.m > 8) {
+    if (fmt == 0) launch<SuperBatchW4<false>, 2, PRO, true>(a, warps, blocks, smem, overlap, stream);
+    if (fmt == 1) launch<SuperBatchW4<true>, 2, PRO, false>(a, warps, blocks, smem, overlap, stream);
+    if (fmt == 2) launch<SuperBatchF16, 2, PRO, true>(a, warps, blocks, smem, overlap, stream);
+  } else {
+    if (fmt == 0) launch<SuperBatchW4<false>, 1, PRO, true>(a, warps, blocks, smem, overlap, stream);
+    if (fmt == 1) launch<SuperBatchW4<true>, 1, PRO, true>(a, warps, blocks, smem, overlap, stream);
+    if (fmt == 2) launch<SuperBatchF16, 1, PRO, true>(a, warps, blocks, smem, overlap, stream);
+  }
+}
+
+// The shared host side of both GEMVs: checks, block shape, staging and epilogue, launch (the
+// caller checks the launch, naming itself).
+void gemv_sparse24(SparseArgs a, const Sparse24QLayout& l, int fmt, int sm_count, int compute_major,
+                   const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m, cudaStream_t stream,
+                   GemvFusedConfig cfg, const char* who) {
+  if (!gemv_sparse24_fits(l, m))  // not check(): its message would be built on every call
+    throw Error(std::string(who) + ": " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
+                " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
+  if (compute_major < 8) throw Error(std::string(who) + ": sparse tensor cores need sm_80 or newer");
+  if (cfg.warps == 0 || cfg.tiles_per_block == 0) {
+    const GemvFusedConfig own = gemv_sparse24_config(l, m, sm_count);
+    if (cfg.warps == 0) cfg.warps = own.warps;
+    if (cfg.tiles_per_block == 0) cfg.tiles_per_block = cfg.warps == own.warps ? own.tiles_per_block : 1;
+  }
+  const int tpb = cfg.tiles_per_block;
+  if (!(cfg.warps == 8 || cfg.warps == 16)) throw Error(std::string(who) + ": warps per block must be 8 or 16");
+  if (!(tpb >= 1 && tpb <= cfg.warps && (tpb & (tpb - 1)) == 0))
+    throw Error(std::string(who) + ": tiles_per_block must be a power of two up to the warps per block");
+  a.tpb = tpb;
+  a.wpt = cfg.warps / tpb;
+  a.spw = static_cast<int>((l.supers + a.wpt - 1) / a.wpt);
+  a.x = stage_args(pro, m, l.cols, stage_stride(l), who);
+  a.o = out_args(epi, who);
+  const int nt = m > 8 ? 2 : 1;
+  const size_t smem = static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(cfg.warps * nt * 4 * 32 * 4);
+  const unsigned blocks = static_cast<unsigned>((l.tiles + tpb - 1) / tpb);
+  const bool overlap = compute_major >= 9;
+  const int kind = pro_kind(pro);
+  if (kind == kRms)
+    launch_pro<kRms>(a, fmt, cfg.warps, blocks, smem, overlap, stream);
+  else if (kind == kSwiglu)
+    launch_pro<kSwiglu>(a, fmt, cfg.warps, blocks, smem, overlap, stream);
   else
-    sym ? launch<1, false, PRO>(a, warps, blocks, smem, overlap, stream)
-        : launch<1, true, PRO>(a, warps, blocks, smem, overlap, stream);
+    launch_pro<kPlain>(a, fmt, cfg.warps, blocks, smem, overlap, stream);
 }
 
 // One warp per (tile, super): each lane decodes its four code words into the groups of four they
@@ -280,48 +355,41 @@ SparseArgs weight_args(const GpuSparse24QWeight& w) {
 
 }  // namespace
 
-bool gemv_sparse24_w4_fits(const Sparse24QLayout& l, int64_t m) {
+bool gemv_sparse24_fits(const Sparse24QLayout& l, int64_t m) {
   return m >= 1 && m <= 16 && static_cast<size_t>(m * stage_stride(l) * 2) <= kMaxStageBytes;
 }
 
-GemvFusedConfig gemv_sparse24_w4_config(const Sparse24QLayout& l, int64_t m, int sm_count) {
+GemvFusedConfig gemv_sparse24_config(const Sparse24QLayout& l, int64_t m, int sm_count) {
   return fused_block_shape(l.tiles, l.supers, m * l.supers * 16, sm_count);  // 16 staged vectors of 8 per super
 }
 
 void gemv_sparse24_w4(const GpuSparse24QWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
                       cudaStream_t stream, GemvFusedConfig cfg) {
-  const Sparse24QLayout& l = w.layout();
-  if (!gemv_sparse24_w4_fits(l, m))  // not check(): its message would be built on every call
-    throw Error("gemv_sparse24_w4: " + std::to_string(m) + " tokens of " + std::to_string(l.cols) +
-                " inputs do not fit (1..16 tokens, m·K f16 within 96 KiB)");
-  if (w.compute_major() < 8) throw Error("gemv_sparse24_w4: sparse tensor cores need sm_80 or newer");
-  if (cfg.warps == 0 || cfg.tiles_per_block == 0) {
-    const GemvFusedConfig own = gemv_sparse24_w4_config(l, m, w.sm_count());
-    if (cfg.warps == 0) cfg.warps = own.warps;
-    if (cfg.tiles_per_block == 0) cfg.tiles_per_block = cfg.warps == own.warps ? own.tiles_per_block : 1;
-  }
-  const int tpb = cfg.tiles_per_block;
-  check(cfg.warps == 8 || cfg.warps == 16, "gemv_sparse24_w4: warps per block must be 8 or 16");
-  check(tpb >= 1 && tpb <= cfg.warps && (tpb & (tpb - 1)) == 0,
-        "gemv_sparse24_w4: tiles_per_block must be a power of two up to the warps per block");
-  SparseArgs a = weight_args(w);
-  a.tpb = tpb;
-  a.wpt = cfg.warps / tpb;
-  a.spw = static_cast<int>((l.supers + a.wpt - 1) / a.wpt);
-  a.x = stage_args(pro, m, l.cols, stage_stride(l), "gemv_sparse24_w4");
-  a.o = out_args(epi, "gemv_sparse24_w4");
-  const int nt = m > 8 ? 2 : 1;
-  const size_t smem = static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(cfg.warps * nt * 4 * 32 * 4);
-  const unsigned blocks = static_cast<unsigned>((l.tiles + tpb - 1) / tpb);
-  const bool overlap = w.compute_major() >= 9;
-  const int kind = pro_kind(pro);
-  if (kind == kRms)
-    launch_pro<kRms>(a, l.symmetric, cfg.warps, blocks, smem, overlap, stream);
-  else if (kind == kSwiglu)
-    launch_pro<kSwiglu>(a, l.symmetric, cfg.warps, blocks, smem, overlap, stream);
-  else
-    launch_pro<kPlain>(a, l.symmetric, cfg.warps, blocks, smem, overlap, stream);
+  gemv_sparse24(weight_args(w), w.layout(), w.layout().symmetric ? 0 : 1, w.sm_count(), w.compute_major(), pro, epi, m,
+                stream, cfg, "gemv_sparse24_w4");
   LLMC_CUDA_CHECK_LAUNCH("gemv_sparse24_w4");
+}
+
+void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
+                       cudaStream_t stream, GemvFusedConfig cfg) {
+  SparseArgs a{};
+  a.w.packed = reinterpret_cast<const uint4*>(w.values());
+  a.w.tiles = static_cast<int>(w.layout().tiles);
+  a.w.chunks = static_cast<int>(w.layout().chunks());
+  a.meta = reinterpret_cast<const uint2*>(w.meta());
+  a.supers = static_cast<int>(w.layout().supers);
+  a.n = static_cast<int>(w.layout().rows);
+  gemv_sparse24(a, w.layout(), 2, w.sm_count(), w.compute_major(), pro, epi, m, stream, cfg, "gemv_sparse24_f16");
+  LLMC_CUDA_CHECK_LAUNCH("gemv_sparse24_f16");
+}
+
+void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream) {
+  const Sparse24QLayout& l = w.layout();
+  GemvPrologue pro;
+  pro.in = Act{const_cast<uint16_t*>(x), l.cols, ActType::F16};
+  GemvEpilogue epi;
+  epi.y = Act{y, l.rows, ActType::F16};
+  gemv_sparse24_f16(w, pro, epi, m, stream);
 }
 
 void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream) {

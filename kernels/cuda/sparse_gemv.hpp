@@ -86,14 +86,53 @@ class GpuSparse24QWeight {
   int sm_count_ = 1, compute_major_ = 0;
 };
 
-// Whether gemv_sparse24_w4 takes m tokens of this weight: 1 ≤ m ≤ 16 and m staged rows of the
-// padded K in f16 within 96 KiB.
-bool gemv_sparse24_w4_fits(const Sparse24QLayout& l, int64_t m);
+// 2:4 f16: the same layout with the kept values themselves.
+//  values: [tile][super][chunk][lane][8 halves]: a0..a7 of lane (g, t)'s m16n8k16 A fragment over
+//    the chunk's 16 compressed columns, in register order (row g: kept values of group t, then
+//    row g + 8: group t, row g: group t + 4, row g + 8: group t + 4); 64 bytes per lane and super.
+//  meta: as RepackedSparse24Q's.
+struct RepackedSparse24F16 {
+  Sparse24QLayout layout;  // symmetric, n_groups, k32_per_group unused
+  std::vector<uint16_t> values;
+  std::vector<uint8_t> meta;
+};
 
-// The block shape gemv_sparse24_w4 takes by default: gemv_fused's model (fused_block_shape) with a
-// super of 128 inputs as the unit of work (four dequantized words and four mma.sp per 8 tokens,
+// Packs w (f16 bits, [rows, cols] row-major) after checking that every group of four consecutive
+// inputs of a row holds at most two non-zero values (errors name `name`, the row and the columns).
+RepackedSparse24F16 repack_sparse24_f16(const uint16_t* w, int64_t rows, int64_t cols, const std::string& name);
+// The dense f16 bits [rows][cols] a packed form stands for (zeros at the pruned inputs), for tests.
+std::vector<uint16_t> unpack_sparse24_f16(const RepackedSparse24F16& r);
+
+class GpuSparse24F16Weight {
+ public:
+  static GpuSparse24F16Weight upload(const RepackedSparse24F16& r);
+  static GpuSparse24F16Weight upload(const uint16_t* w, int64_t rows, int64_t cols, const std::string& name) {
+    return upload(repack_sparse24_f16(w, rows, cols, name));
+  }
+  GpuSparse24F16Weight clone() const;
+
+  const Sparse24QLayout& layout() const { return layout_; }
+  size_t weight_bytes() const { return values_.bytes() + meta_.bytes(); }  // 9/16 of dense f16 (padded)
+  const uint16_t* values() const { return values_.data(); }
+  const uint8_t* meta() const { return meta_.data(); }
+  int sm_count() const { return sm_count_; }
+  int compute_major() const { return compute_major_; }
+
+ private:
+  Sparse24QLayout layout_;
+  DeviceBuffer<uint16_t> values_;
+  DeviceBuffer<uint8_t> meta_;
+  int sm_count_ = 1, compute_major_ = 0;
+};
+
+// Whether gemv_sparse24_w4 / gemv_sparse24_f16 take m tokens of a weight of this layout: 1 ≤ m ≤ 16
+// and m staged rows of the padded K in f16 within 96 KiB.
+bool gemv_sparse24_fits(const Sparse24QLayout& l, int64_t m);
+
+// The block shape both take by default: gemv_fused's model (fused_block_shape) with a super of 128
+// inputs as the unit of work (four mma.sp per 8 tokens, plus four dequantized words for INT4:
 // about what one 64-input chunk of gemv_fused costs).
-GemvFusedConfig gemv_sparse24_w4_config(const Sparse24QLayout& l, int64_t m, int sm_count);
+GemvFusedConfig gemv_sparse24_config(const Sparse24QLayout& l, int64_t m, int sm_count);
 
 // y[m, n] = Ŵ·x [+ bias[n]] [+ residual[m, n]] with x produced by the prologue (plain, RMSNorm,
 // SwiGLU; quant_gemv_fused.hpp) while it is staged: the decode GEMV of gemv_fused for a 2:4 INT4
@@ -105,6 +144,12 @@ void gemv_sparse24_w4(const GpuSparse24QWeight& w, const GemvPrologue& pro, cons
 
 // The plain product y[m, n] = x[m, k] · Ŵ[n, k]ᵀ (f16, row-major, contiguous).
 void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream);
+
+// The same GEMV for a 2:4 f16 weight: the kept values are the A fragments as they are (no
+// dequantization, no scales); 9/16 of the dense f16 bytes.
+void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
+                       cudaStream_t stream, GemvFusedConfig cfg = {});
+void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream);
 
 // out[n, k] = s·(q − z) rounded once to f16 (row-major N×K, zero at the pruned inputs): what
 // dequantize_to_f16 gives for the same QuantizedWeight, from the 2:4 layout.

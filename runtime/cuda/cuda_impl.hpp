@@ -210,7 +210,7 @@ struct CudaSession::Impl {
   // around a fusion asks this with the same arguments, so they agree on who does the work.
   bool fused_decode(const cuda_detail::LinearPlan& L, int64_t rows) const {
     if (!opt.fuse || !opt.fused_gemv || L.kind != cuda_detail::LinearKind::Quant) return false;
-    return L.wq ? kcu::gemv_fused_fits(L.wq->layout(), rows) : L.wsq && kcu::gemv_sparse24_w4_fits(L.wsq->layout(), rows);
+    return L.wq ? kcu::gemv_fused_fits(L.wq->layout(), rows) : L.wsq && kcu::gemv_sparse24_fits(L.wsq->layout(), rows);
   }
   int32_t* d_past() { return state.data(); }
   const int32_t* d_zero() { return state.data() + 1; }

@@ -15,7 +15,7 @@ int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n
   return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3);
 }
 
-// The 2:4 INT4 layout of sparse_gemv.hpp for this geometry (what gemv_sparse24_w4_fits reads).
+// The 2:4 INT4 layout of sparse_gemv.hpp for this geometry (what gemv_sparse24_fits reads).
 kcu::Sparse24QLayout sparse_q_layout(int64_t rows, int64_t cols) {
   kcu::Sparse24QLayout l;
   l.rows = rows;
@@ -198,7 +198,7 @@ void Planner::linear(size_t k) {
     if (lp->sparse_q) {
       lp->device_bytes = sparse_q_bytes(q0->symmetric, N, K, q0->n_groups());
       // rows ≤ 16 that gemv_sparse24_w4 cannot stage go through the dequantize + cuBLAS path
-      if (!kcu::gemv_sparse24_w4_fits(sparse_q_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
+      if (!kcu::gemv_sparse24_fits(sparse_q_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
         I.sparse_q_scratch = true;
     } else {
       lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups());
@@ -275,7 +275,7 @@ void Planner::linear(size_t k) {
           return;  // bias applied in the epilogue
         }
         if (L->wsq) {
-          if (e.rows <= kGemvMaxRows && kcu::gemv_sparse24_w4_fits(L->wsq->layout(), e.rows))
+          if (e.rows <= kGemvMaxRows && kcu::gemv_sparse24_fits(L->wsq->layout(), e.rows))
             kcu::gemv_sparse24_w4(*L->wsq, xp, yp, e.rows, e.stream);
           else
             kcu::linear_sparse24_w4_prefill(*L->wsq, *ip->cublas, xp, yp, e.rows, ip->prefill_scratch.data(), e.stream);

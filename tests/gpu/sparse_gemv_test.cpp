@@ -2,7 +2,8 @@
 // the codes it came from, every metadata nibble a valid index pair, the errors, the 2:4 test the
 // runtime plans by), and the kernels against their CPU twins on the same 2:4-pruned INT4 weights:
 // the GEMV (1..16 tokens, every block shape, the RMSNorm / SwiGLU prologues with bias and
-// residual) against linear_quantized, the dequantization against dequantize() bit for bit.
+// residual) against linear_quantized, the dequantization against dequantize() bit for bit; and
+// the 2:4 f16 GEMV (gemv_sparse24_f16) against linear_f32 on the same f16 weights.
 #include <doctest/doctest.h>
 
 #include <random>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/dense.hpp"
 #include "kernels/cpu/quant_gemm.hpp"
 #include "kernels/cuda/sparse_gemv.hpp"
 #include "tests/gpu/gemv_prologue_ref.hpp"
@@ -51,6 +53,27 @@ std::vector<uint8_t> codes_of(const QuantizedWeight& w) {
   for (int64_t r = 0; r < w.rows; ++r)
     for (int64_t c = 0; c < w.cols; ++c) out[r * w.cols + c] = static_cast<uint8_t>(w.q(r, c) + (w.symmetric ? 8 : 0));
   return out;
+}
+
+// A random f16 weight [n, k] with two of every four inputs of each row zero (which two at random),
+// as f16 bits and as floats.
+struct F16Weight {
+  std::vector<uint16_t> bits;
+  std::vector<float> vals;
+};
+F16Weight pruned_f16(int64_t n, int64_t k, uint32_t seed) {
+  F16Weight w{test::random_half(n * k, seed, 0.05f).bits, {}};
+  std::mt19937 rng(seed * 3 + 2);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c0 = 0; c0 < k; c0 += 4) {
+      int order[4] = {0, 1, 2, 3};
+      std::shuffle(order, order + 4, rng);
+      for (int i = 0; i < 2; ++i)
+        if (c0 + order[i] < k) w.bits[r * k + c0 + order[i]] = (i == 0 && r % 7 == 0) ? 0x8000 : 0;  // −0 counts as zero
+    }
+  w.vals.resize(w.bits.size());
+  for (size_t i = 0; i < w.bits.size(); ++i) w.vals[i] = f16_to_f32(w.bits[i]);
+  return w;
 }
 
 const std::vector<Sp24Shape> kShapes = {
@@ -146,13 +169,13 @@ TEST_CASE("gemv_sparse24_w4 matches linear_quantized on 2:4-pruned INT4 weights,
     CHECK(gw.weight_bytes() ==
           static_cast<size_t>(l.tiles * 16 * l.supers * 128 * 3 / 8 + l.n_groups * l.tiles * 16 * (s.sym ? 2 : 3)));
     for (int64_t m : {1, 3, 8, 9, 16}) {
-      if (!gemv_sparse24_w4_fits(gw.layout(), m)) continue;
+      if (!gemv_sparse24_fits(gw.layout(), m)) continue;
       const auto x = random_half(m * s.k, ++seed);
       std::vector<float> ref(m * s.n);
       kernels::cpu::linear_quantized(x.vals.data(), w, nullptr, ref.data(), m);
       const auto abs_sum = test::abs_products(x.vals, wf, m, s.n, s.k);
       DeviceBuffer<uint16_t> dx(x.bits), dy(m * s.n);
-      const GemvFusedConfig own = gemv_sparse24_w4_config(gw.layout(), m, gw.sm_count());
+      const GemvFusedConfig own = gemv_sparse24_config(gw.layout(), m, gw.sm_count());
       std::vector<uint16_t> first;
       for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{8, 4}, GemvFusedConfig{16, 1},
                                   GemvFusedConfig{16, 16}}) {
@@ -221,7 +244,7 @@ TEST_CASE("gemv_sparse24_w4 with the SwiGLU prologue adds into its residual in p
     const Tensor wd = dequantize(w);
     const std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
     for (int64_t m : {1, 4, 8}) {
-      if (!gemv_sparse24_w4_fits(gw.layout(), m)) continue;
+      if (!gemv_sparse24_fits(gw.layout(), m)) continue;
       const int64_t ld = 2 * s.k;  // gate | up stacked by the linear before
       const auto gu = random_half(m * ld, ++seed, 2.0f);
       const auto res = random_half(m * s.n, ++seed);
@@ -275,5 +298,94 @@ TEST_CASE("dequantize_sparse24_w4_to_f16 equals dequantize() rounded to f16; the
     LLMC_CUDA_CHECK(cudaDeviceSynchronize());
     // the weight rounded to f16 once (≤ 2⁻¹¹ relative) and cuBLAS's f32 sums
     test::check_close(dy.download(), ref, test::abs_products(x.vals, wf, m, s.n, s.k), 1e-3, "prefill");
+  }
+}
+
+TEST_CASE("2:4 f16 packing decodes back to the weight, with valid metadata; a group of three is refused") {
+  uint32_t seed = 90;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{40, 96}, {37, 100}, {300, 200}, {2560, 2048}}) {
+    CAPTURE(n);
+    CAPTURE(k);
+    const F16Weight w = pruned_f16(n, k, ++seed);
+    const RepackedSparse24F16 r = repack_sparse24_f16(w.bits.data(), n, k, "w");
+    CHECK(r.layout.tiles == (n + 15) / 16);
+    CHECK(r.layout.supers == (k + 127) / 128);
+    CHECK(r.values.size() == static_cast<size_t>(r.layout.tiles * r.layout.supers * 32 * 32));
+    CHECK(r.meta.size() == static_cast<size_t>(r.layout.tiles * r.layout.supers * 256));
+    const std::vector<uint16_t> got = unpack_sparse24_f16(r);
+    REQUIRE(got.size() == w.bits.size());
+    int64_t differ = 0;  // as values: a pruned −0 may come back as +0
+    for (size_t i = 0; i < got.size(); ++i) differ += f16_to_f32(got[i]) != w.vals[i];
+    CHECK(differ == 0);
+    int64_t bad = 0;
+    for (uint8_t b : r.meta)
+      for (int half = 0; half < 2; ++half) {
+        const int f = b >> (4 * half) & 0xf;
+        if (!((f & 3) < (f >> 2))) ++bad;
+      }
+    CHECK(bad == 0);
+  }
+  F16Weight w = pruned_f16(20, 64, 3);
+  for (int c = 40; c < 43; ++c) w.bits[17 * 64 + c] = f32_to_f16(0.5f);  // three non-zero in columns 40..43
+  w.bits[17 * 64 + 43] = 0;
+  CHECK_THROWS_WITH_AS(repack_sparse24_f16(w.bits.data(), 20, 64, "layers.0.q"),
+                       doctest::Contains("'layers.0.q' (2:4 f16 GPU upload): row 17, columns 40..43 hold 3 non-zero"),
+                       Error);
+}
+
+TEST_CASE("gemv_sparse24_f16 matches linear_f32 on the same 2:4 f16 weights, every block shape and the prologues") {
+  LLMC_REQUIRE_GPU();
+  uint32_t seed = 900;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{1000, 576}, {333, 96}, {37, 100}, {2560, 2048}, {2048, 5632}}) {
+    const F16Weight w = pruned_f16(n, k, ++seed);
+    const GpuSparse24F16Weight gw = GpuSparse24F16Weight::upload(w.bits.data(), n, k, "w");
+    const Sparse24QLayout& l = gw.layout();
+    CHECK(gw.weight_bytes() == static_cast<size_t>(l.tiles * 16 * l.supers * 128 * 9 / 8));  // 9/16 of dense f16
+    for (int64_t m : {1, 3, 8, 9, 16}) {
+      if (!gemv_sparse24_fits(l, m)) continue;
+      const auto x = random_half(m * k, ++seed);
+      std::vector<float> ref(m * n);
+      kernels::cpu::linear_f32(x.vals.data(), w.vals.data(), nullptr, ref.data(), m, n, k);
+      const auto abs_sum = test::abs_products(x.vals, w.vals, m, n, k);
+      DeviceBuffer<uint16_t> dx(x.bits), dy(m * n);
+      const GemvFusedConfig own = gemv_sparse24_config(l, m, gw.sm_count());
+      std::vector<uint16_t> first;
+      for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{8, 4}, GemvFusedConfig{16, 1},
+                                  GemvFusedConfig{16, 16}}) {
+        std::ostringstream what;
+        what << "2:4 f16 N=" << n << " K=" << k << " m=" << m << " warps=" << cfg.warps
+             << " tiles/block=" << cfg.tiles_per_block;
+        dy.upload(std::vector<uint16_t>(m * n, 0x7E00));  // NaN: unwritten outputs fail
+        if (cfg.warps == 0)
+          gemv_sparse24_f16(gw, dx.data(), dy.data(), m, nullptr);
+        else
+          gemv_sparse24_f16(gw, GemvPrologue{GemvPrologue::Kind::None, Act{dx.data(), k, ActType::F16}},
+                            GemvEpilogue{Act{dy.data(), n, ActType::F16}, nullptr, Act{}}, m, nullptr, cfg);
+        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+        const auto got = dy.download();
+        test::check_close(got, ref, abs_sum, 1e-4, what.str());
+        if (cfg.warps == 0) first = got;
+        if (cfg.warps == own.warps && cfg.tiles_per_block == own.tiles_per_block) CHECK(got == first);  // deterministic
+      }
+    }
+    if (n % 16 != 0 || k < 200) continue;
+    // the RMSNorm prologue with bias and an f32 residual, through the shared staging/epilogue
+    const int64_t m = 5, ld = k + 3;
+    const auto gamma = random_floats(k, ++seed, 0.5f, 1.5f), bias = random_floats(n, ++seed, -0.5f, 0.5f);
+    const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * n, ++seed, -2.0f, 2.0f);
+    const std::vector<float> xs = test::rmsnorm_staged(h, ld, gamma, m, k, 1e-5f);
+    std::vector<float> ref(m * n);
+    kernels::cpu::linear_f32(xs.data(), w.vals.data(), nullptr, ref.data(), m, n, k);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < n; ++j) ref[r * n + j] += bias[j] + res[r * n + j];
+    DeviceBuffer<float> dh(h), dg(gamma), db(bias), dr(res), dy(std::vector<float>(m * n, NAN));
+    GemvPrologue pro{GemvPrologue::Kind::RmsNorm, Act{dh.data(), ld, ActType::F32}};
+    pro.norm_weight = dg.data();
+    pro.eps = 1e-5f;
+    gemv_sparse24_f16(gw, pro, GemvEpilogue{Act{dy.data(), n, ActType::F32}, db.data(), Act{dr.data(), n, ActType::F32}}, m,
+                      nullptr);
+    LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+    check_close_f32(dy.download(), ref, test::abs_products(xs, w.vals, m, n, k), 2e-4,
+                    "RMSNorm prologue 2:4 f16 N=" + std::to_string(n) + " K=" + std::to_string(k));
   }
 }
