@@ -2,11 +2,11 @@
 # Builds llmcompress and the GPU tests on a GPU machine, runs test_gpu and test_gpu_runtime (the
 # CUDA backend against the CPU session), then the end-to-end benchmark of a TinyLlama-1.1B-shaped
 # model with synthetic weights (f16, W4A16 g128 with the head f16, and with the head W4 too, 2:4
-# f16 through cuSPARSELt, 2:4 + W4 through the sparse GEMV and as plain W4):
+# f16 and 2:4 + W4 through the sparse GEMVs and without them):
 # batch 1, 128-token prompt, 256 generated tokens. Logs and JSON land in $OUT (default ./gpu-out).
 #   LLMC_E2E_TESTS=0 skips the tests; LLMC_E2E_SCHEMES overrides the schemes (a scheme written
 #   S/unfused runs with --no-fused-gemv: the split-K GEMV and separate norm/SwiGLU/add kernels;
-#   S/dense with --no-sparse-gemv: 2:4 INT4 weights as plain W4);
+#   S/dense with --no-sparse-gemv: 2:4 INT4 weights as plain W4, 2:4 f16 ones through cuSPARSELt);
 #   LLMC_E2E_BATCH the batch; LLMC_E2E_NCU=1 adds the per-kernel ncu table (LLMC_E2E_NCU_SCHEME).
 set -u -o pipefail
 OUT=${OUT:-$PWD/gpu-out}
@@ -29,7 +29,7 @@ if [ "${LLMC_E2E_TESTS:-1}" = 1 ]; then
   grep -E "ERROR|error/tolerance|relative l2|perplexity cpu|FAILED|Status" "$OUT/test_gpu_runtime.log" | head -40
 fi
 for batch in ${LLMC_E2E_BATCH:-1}; do
-for entry in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16/unfused w4a16-head sparse24 sparse24-w4a16 sparse24-w4a16/dense}; do
+for entry in ${LLMC_E2E_SCHEMES:-f16 w4a16 w4a16/unfused w4a16-head sparse24 sparse24/dense sparse24-w4a16 sparse24-w4a16/dense}; do
   scheme=${entry%%/*}
   case "$entry" in
     */unfused) flags="--no-fused-gemv" ;;

@@ -85,7 +85,7 @@ int cmd_bench(int argc, char** argv) {
       "seed", "seed of the random prompt (and of --synthetic weights)", cxxopts::value<uint64_t>()->default_value("0"))(
       "profile", "cuda: also time one decode step kernel by kernel, by kind")(
       "no-fused-gemv", "cuda: decode quantized linears with the split-K GEMV and separate norm/SwiGLU/add kernels")(
-      "no-sparse-gemv", "cuda: run 2:4-pruned INT4 linears as plain W4 (not through the 2:4 sparse GEMV)")(
+      "no-sparse-gemv", "cuda: 2:4 linears without the sparse GEMVs: INT4 ones as plain W4, f16 ones through cuSPARSELt")(
       "json", "print JSON")(
       "h,help", "show help");
   o.parse_positional({"model"});

@@ -276,6 +276,8 @@ void gemv_sparse24(SparseArgs a, const Sparse24QLayout& l, int fmt, int sm_count
 // kept positions read from the metadata of the lanes that hold them (sparse_gemv.hpp). The values
 // go through a per-warp shared-memory tile of 16 rows × 128 inputs so that global stores are whole
 // 16-byte row segments, as dequantize_to_f16's.
+// F16: the kept values themselves (gemv_sparse24_f16's layout), no scales.
+template <bool F16>
 __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs p, __half* out, int64_t k) {
   constexpr int kStride = 128 + 8;  // +8: fewer bank conflicts
   __shared__ __align__(16) __half tile_smem[8][16 * kStride];
@@ -285,20 +287,30 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
   for (int64_t it = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; it < items;
        it += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {
     const int t = static_cast<int>(it / p.supers), si = static_cast<int>(it % p.supers);
-    const uint4 q = load_stream(p.w.packed + it * 32 + lane);
+    uint32_t words[4];  // INT4: one word of eight codes per chunk
+    uint4 vals[F16 ? 4 : 1];  // f16: one A fragment per chunk
+    if constexpr (F16) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) vals[c] = load_stream(p.w.packed + (it * 4 + c) * 32 + lane);
+    } else {
+      const uint4 q = load_stream(p.w.packed + it * 32 + lane);
+      words[0] = q.x, words[1] = q.y, words[2] = q.z, words[3] = q.w;
+    }
     const uint2 e = __ldg(p.meta + it * 32 + lane);
-    const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       const uint32_t mine = c < 2 ? e.x : e.y;
       const int holder = g * 4 + (c & 1) * 2;
       const uint32_t meta[2] = {__shfl_sync(0xffffffffu, mine, holder), __shfl_sync(0xffffffffu, mine, holder + 1)};
-      const int idx = (group_of(p.w, si * 4 + c) * p.w.tiles + t) * 8 + g;
-      const float2 sc = __half22float2(__ldg(p.w.scales + idx));
+      float2 sc = make_float2(1.0f, 1.0f);
       float zero[2] = {8.0f, 8.0f};
-      if (p.w.zeros) {
-        const uchar2 z = __ldg(p.w.zeros + idx);
-        zero[0] = z.x, zero[1] = z.y;
+      if constexpr (!F16) {
+        const int idx = (group_of(p.w, si * 4 + c) * p.w.tiles + t) * 8 + g;
+        sc = __half22float2(__ldg(p.w.scales + idx));
+        if (p.w.zeros) {
+          const uchar2 z = __ldg(p.w.zeros + idx);
+          zero[0] = z.x, zero[1] = z.y;
+        }
       }
 #pragma unroll
       for (int ro = 0; ro < 2; ++ro)
@@ -308,11 +320,16 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
           __half v[4] = {__float2half(0.0f), __float2half(0.0f), __float2half(0.0f), __float2half(0.0f)};
 #pragma unroll
           for (int kept = 0; kept < 2; ++kept) {
-            const int i = gh << 2 | ro << 1 | kept;  // fragment element; its nibble: a0 a2 a4 a6 a1 a3 a5 a7
-            const int nib = (i & 1) * 4 + (i >> 1);
-            const float code = static_cast<float>(words[c] >> (4 * nib) & 0xfu);
+            const int i = gh << 2 | ro << 1 | kept;  // fragment element
             const int pos = static_cast<int>(bits >> (4 * tig + 2 * kept) & 3u);
-            v[pos] = __float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro]));  // (q − z) exact: one rounding
+            if constexpr (F16) {
+              const uint32_t w = (&vals[c].x)[i >> 1];
+              v[pos] = __ushort_as_half(static_cast<unsigned short>(i & 1 ? w >> 16 : w & 0xffffu));
+            } else {
+              const int nib = (i & 1) * 4 + (i >> 1);  // the nibble order a0 a2 a4 a6 a1 a3 a5 a7
+              const float code = static_cast<float>(words[c] >> (4 * nib) & 0xfu);
+              v[pos] = __float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro]));  // (q − z) exact: one rounding
+            }
           }
           *reinterpret_cast<uint2*>(tile + (g + 8 * ro) * kStride + c * 32 + (tig + 4 * gh) * 4) =
               make_uint2(as_u32(__halves2half2(v[0], v[1])), as_u32(__halves2half2(v[2], v[3])));
@@ -334,6 +351,17 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
     }
     __syncwarp();  // the tile is rewritten by the next item
   }
+}
+
+SparseArgs weight_args(const GpuSparse24F16Weight& w) {
+  SparseArgs a{};
+  a.w.packed = reinterpret_cast<const uint4*>(w.values());
+  a.w.tiles = static_cast<int>(w.layout().tiles);
+  a.w.chunks = static_cast<int>(w.layout().chunks());
+  a.meta = reinterpret_cast<const uint2*>(w.meta());
+  a.supers = static_cast<int>(w.layout().supers);
+  a.n = static_cast<int>(w.layout().rows);
+  return a;
 }
 
 SparseArgs weight_args(const GpuSparse24QWeight& w) {
@@ -372,14 +400,7 @@ void gemv_sparse24_w4(const GpuSparse24QWeight& w, const GemvPrologue& pro, cons
 
 void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
                        cudaStream_t stream, GemvFusedConfig cfg) {
-  SparseArgs a{};
-  a.w.packed = reinterpret_cast<const uint4*>(w.values());
-  a.w.tiles = static_cast<int>(w.layout().tiles);
-  a.w.chunks = static_cast<int>(w.layout().chunks());
-  a.meta = reinterpret_cast<const uint2*>(w.meta());
-  a.supers = static_cast<int>(w.layout().supers);
-  a.n = static_cast<int>(w.layout().rows);
-  gemv_sparse24(a, w.layout(), 2, w.sm_count(), w.compute_major(), pro, epi, m, stream, cfg, "gemv_sparse24_f16");
+  gemv_sparse24(weight_args(w), w.layout(), 2, w.sm_count(), w.compute_major(), pro, epi, m, stream, cfg, "gemv_sparse24_f16");
   LLMC_CUDA_CHECK_LAUNCH("gemv_sparse24_f16");
 }
 
@@ -407,8 +428,24 @@ void dequantize_sparse24_w4_to_f16(const GpuSparse24QWeight& w, uint16_t* out, c
   const int64_t items = l.tiles * l.supers, per_block = 8;
   const unsigned blocks =
       static_cast<unsigned>(std::min<int64_t>((items + per_block - 1) / per_block, int64_t{w.sm_count()} * 8));
-  dequant_sparse24_kernel<<<blocks, 256, 0, stream>>>(weight_args(w), reinterpret_cast<__half*>(out), l.cols);
+  dequant_sparse24_kernel<false><<<blocks, 256, 0, stream>>>(weight_args(w), reinterpret_cast<__half*>(out), l.cols);
   LLMC_CUDA_CHECK_LAUNCH("dequantize_sparse24_w4_to_f16");
+}
+
+void decompress_sparse24_f16(const GpuSparse24F16Weight& w, uint16_t* out, cudaStream_t stream) {
+  check(out, "decompress_sparse24_f16: null output");
+  const Sparse24QLayout& l = w.layout();
+  const int64_t items = l.tiles * l.supers, per_block = 8;
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((items + per_block - 1) / per_block, int64_t{w.sm_count()} * 8));
+  dequant_sparse24_kernel<true><<<blocks, 256, 0, stream>>>(weight_args(w), reinterpret_cast<__half*>(out), l.cols);
+  LLMC_CUDA_CHECK_LAUNCH("decompress_sparse24_f16");
+}
+
+void linear_sparse24_f16_prefill(const GpuSparse24F16Weight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
+                                 int64_t m, uint16_t* scratch, cudaStream_t stream) {
+  decompress_sparse24_f16(w, scratch, stream);
+  linear_f16(h, x, scratch, y, m, w.layout().rows, w.layout().cols, stream);
 }
 
 void linear_sparse24_w4_prefill(const GpuSparse24QWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,

@@ -155,7 +155,13 @@ void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const uint16_t* x, uint16_
 // dequantize_to_f16 gives for the same QuantizedWeight, from the 2:4 layout.
 void dequantize_sparse24_w4_to_f16(const GpuSparse24QWeight& w, uint16_t* out, cudaStream_t stream);
 
-// The prefill (m > 16) path: dequantize into `scratch` (N·K halves), then one cuBLAS GEMM.
+// out[n, k] = the dense f16 weight (row-major N×K, zero at the pruned inputs) of a packed 2:4 f16
+// weight, bit for bit the values it was packed from (a pruned −0 comes back as +0).
+void decompress_sparse24_f16(const GpuSparse24F16Weight& w, uint16_t* out, cudaStream_t stream);
+
+// The prefill (m > 16) paths: dequantize / decompress into `scratch` (N·K halves), then one cuBLAS GEMM.
+void linear_sparse24_f16_prefill(const GpuSparse24F16Weight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
+                                 int64_t m, uint16_t* scratch, cudaStream_t stream);
 void linear_sparse24_w4_prefill(const GpuSparse24QWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
                                 int64_t m, uint16_t* scratch, cudaStream_t stream);
 

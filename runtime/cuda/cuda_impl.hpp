@@ -66,7 +66,7 @@ enum class LinearKind : uint8_t {
   Dense,     // f16 cuBLAS
   Quant,     // W4/W8 A16: tensor-core GEMV for ≤ 16 rows, dequantize + cuBLAS above (2:4 INT4: sparse_q)
   W8A8,      // INT8 per-channel weight, int8 activations (int8_gemm.hpp)
-  Sparse24,  // dense weight with the 2:4 pattern, through cuSPARSELt (sparse_gemm.hpp)
+  Sparse24,  // dense weight with the 2:4 pattern: gemv_sparse24_f16 (wsf) or cuSPARSELt (sp, sparse_gemm.hpp)
 };
 struct LinearPlan;
 
@@ -97,6 +97,10 @@ struct LinearPlan {
   std::unique_ptr<kcu::GpuSparse24QWeight> wsq;
   std::unique_ptr<kcu::Int8Weight> w8;
   std::unique_ptr<kcu::Sparse24Weight> sp;
+  std::unique_ptr<kcu::GpuSparse24F16Weight> wsf;
+  // Runs at decode as one GEMV launch that can take the norm / SwiGLU before it and the residual
+  // add after it (Quant, and Sparse24 through gemv_sparse24_f16).
+  bool gemv_fusable = false;
   kcu::DeviceBuffer<float> bias;
   // Decode fusions (Quant, one launch of gemv_fused): the prologue, and the residual Add after a
   // single linear: the GEMV writes epi_out = epi_res + W·x (the Add's output) instead of its own.
@@ -161,7 +165,10 @@ struct CudaSession::Impl {
   int64_t max_heads = 0, max_head_dim = 0, attn_ws_rows = 0;
   int64_t emb_row_bytes = 0;  // f16 bytes of the embedding rows one token reads
   bool any_quantized = false;
-  bool sparse_q_scratch = false;  // a 2:4 INT4 linear takes the dequantize + cuBLAS path at ≤ 16 rows
+  bool sparse_q_scratch = false;  // a 2:4 linear takes the dequantize + cuBLAS path at ≤ 16 rows
+  // 2:4 f16 linears through gemv_sparse24_f16 at decode and decompress + cuBLAS above, not
+  // cuSPARSELt (opt.sparse_gemv on, sparse_layout auto, sm_80+)
+  bool sparse_own = false;
   std::vector<int64_t> slot_bytes;
   CudaMemoryPlan mem;
 
@@ -209,8 +216,10 @@ struct CudaSession::Impl {
   // Whether linear L runs as one gemv_fused launch (with its fusions) for `rows` rows. Every step
   // around a fusion asks this with the same arguments, so they agree on who does the work.
   bool fused_decode(const cuda_detail::LinearPlan& L, int64_t rows) const {
-    if (!opt.fuse || !opt.fused_gemv || L.kind != cuda_detail::LinearKind::Quant) return false;
-    return L.wq ? kcu::gemv_fused_fits(L.wq->layout(), rows) : L.wsq && kcu::gemv_sparse24_fits(L.wsq->layout(), rows);
+    if (!opt.fuse || !opt.fused_gemv || !L.gemv_fusable) return false;
+    if (L.wq) return kcu::gemv_fused_fits(L.wq->layout(), rows);
+    if (L.wsq) return kcu::gemv_sparse24_fits(L.wsq->layout(), rows);
+    return L.wsf && kcu::gemv_sparse24_fits(L.wsf->layout(), rows);
   }
   int32_t* d_past() { return state.data(); }
   const int32_t* d_zero() { return state.data() + 1; }

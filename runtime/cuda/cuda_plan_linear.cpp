@@ -57,6 +57,8 @@ void fused_linear(CudaSession::Impl& I, const LinearPlan& L, const kcu::Act& x, 
   }
   if (L.wsq)
     kcu::gemv_sparse24_w4(*L.wsq, pro, epi, e.rows, e.stream);
+  else if (L.wsf)
+    kcu::gemv_sparse24_f16(*L.wsf, pro, epi, e.rows, e.stream);
   else
     kcu::gemv_fused(*L.wq, pro, epi, e.rows, e.stream);
 }
@@ -95,7 +97,7 @@ bool Planner::sparse_24(const std::string& name) {
   if (it != sparse_cache.end()) return it->second;
   bool ok = false;
   auto w = g.weights.find(name);
-  if (kcu::sparse24_available() && w != g.weights.end() && w->second.rank() == 2 && w->second.dim(0) % 16 == 0 &&
+  if ((I.sparse_own || kcu::sparse24_available()) && w != g.weights.end() && w->second.rank() == 2 && w->second.dim(0) % 16 == 0 &&
       w->second.dim(1) % 16 == 0 && (w->second.dtype() == DType::F32 || w->second.dtype() == DType::F16)) {
     try {
       if (w->second.dtype() == DType::F32)
@@ -210,6 +212,11 @@ void Planner::linear(size_t k) {
     lp->device_bytes = N * ((K + 15) / 16 * 16) + N * 4;
     I.w8_max_n = std::max(I.w8_max_n, N);
     I.w8_max_k = std::max(I.w8_max_k, (K + 15) / 16 * 16);
+  } else if (kind == LinearKind::Sparse24 && I.sparse_own) {
+    const kcu::Sparse24QLayout l = sparse_q_layout(N, K);
+    lp->device_bytes = l.tiles * l.supers * 32 * (64 + 8);  // kept values + metadata: 9/16 of dense f16
+    I.max_quant_nk = std::max(I.max_quant_nk, N * K);       // the decompress + cuBLAS path's scratch
+    if (!kcu::gemv_sparse24_fits(l, std::min(I.max_rows, kGemvMaxRows))) I.sparse_q_scratch = true;
   } else if (kind == LinearKind::Sparse24) {
     lp->device_bytes = N * K * 9 / 8 + (64 << 10);  // values + metadata, ~9/16 of dense f16
     I.sp_max_n = std::max(I.sp_max_n, N);
@@ -220,10 +227,11 @@ void Planner::linear(size_t k) {
     lp->device_bytes = N * K * 2;
   }
   if (lp->has_bias()) lp->device_bytes += N * 4;
+  lp->gemv_fusable = kind == LinearKind::Quant || (kind == LinearKind::Sparse24 && I.sparse_own);
   const int xin = as_f16(x, true);
   std::vector<int> reads{xin};
   auto pf = pending_pro.find(x);
-  if (kind == LinearKind::Quant && pf != pending_pro.end() && !pf->second->consumer) {
+  if (lp->gemv_fusable && pf != pending_pro.end() && !pf->second->consumer) {
     bool only_these = true;  // the folded step's output feeds these siblings alone
     for (size_t c : consumers.at(n.inputs[0])) only_these &= std::find(sib.begin(), sib.end(), c) != sib.end();
     if (only_these) {
@@ -255,6 +263,8 @@ void Planner::linear(size_t k) {
              (q0->symmetric ? " sym" : " asym") + ": tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
   else if (kind == LinearKind::W8A8)
     label += std::string(" (W8A8, int8 activations ") + (lp->act_scale > 0 ? "static" : "per token") + ")";
+  else if (kind == LinearKind::Sparse24 && I.sparse_own)
+    label += " (2:4 sparse f16: sparse tensor-core GEMV for <= 16 rows, decompress + cuBLAS above)";
   else if (kind == LinearKind::Sparse24)
     label += " (2:4 sparse f16, cuSPARSELt)";
   else
@@ -263,7 +273,7 @@ void Planner::linear(size_t k) {
   auto* ip = &I;
   auto* L = lp.get();
   I.linears.push_back(std::move(lp));
-  if (kind == LinearKind::Quant && sib.size() == 1) quant_out[out] = {L, I.steps.size()};
+  if (L->gemv_fusable && sib.size() == 1) quant_out[out] = {L, I.steps.size()};
   step(label, reads, {out}, [ip, L, xin, out](const Exec& e) {
     const kcu::Act xa = ip->act(xin), ya = ip->act(out);
     const auto* xp = static_cast<const uint16_t*>(xa.ptr);
@@ -288,7 +298,16 @@ void Planner::linear(size_t k) {
         kcu::linear_w8a8(*ip->w8_ctx, xp, *L->w8, nullptr, L->act_scale, nullptr, yp, e.rows, e.stream);
         break;
       case LinearKind::Sparse24:
-        kcu::linear_sparse24(*ip->sp_ctx, *L->sp, xp, yp, e.rows, e.stream);
+        if (ip->fused_decode(*L, e.rows)) {
+          fused_linear(*ip, *L, xa, ya, e);
+          return;  // bias applied in the epilogue
+        }
+        if (!L->wsf)
+          kcu::linear_sparse24(*ip->sp_ctx, *L->sp, xp, yp, e.rows, e.stream);
+        else if (e.rows <= kGemvMaxRows && kcu::gemv_sparse24_fits(L->wsf->layout(), e.rows))
+          kcu::gemv_sparse24_f16(*L->wsf, xp, yp, e.rows, e.stream);
+        else
+          kcu::linear_sparse24_f16_prefill(*L->wsf, *ip->cublas, xp, yp, e.rows, ip->prefill_scratch.data(), e.stream);
         break;
       case LinearKind::Dense: {
         const uint16_t* w = L->w16.size() ? L->w16.data() : ip->tables.at(L->weights[0]).data();

@@ -32,7 +32,7 @@ struct Planner {
   std::map<std::string, std::string> deferred_rope;  // rotary output -> its input (rotated in the append)
   std::map<std::string, bool> sparse_cache;          // dense weight -> has the 2:4 pattern
   std::map<std::string, bool> sparse_q_cache;        // quantized weight -> 2:4 INT4 for gemv_sparse24_w4
-  std::map<int, std::pair<LinearPlan*, size_t>> quant_out;  // output of a single Quant linear -> it, its step
+  std::map<int, std::pair<LinearPlan*, size_t>> quant_out;  // output of a single GEMV-fusable linear -> it, its step
   std::map<int, PrologueFusion*> pending_pro;                // norm / SwiGLU output -> its fusion, if taken
 
   Planner(CudaSession::Impl& impl) : I(impl), g(impl.model.graph), done(g.nodes.size(), false) {

@@ -180,6 +180,7 @@ CudaSession::CudaSession(const Model& model, const CudaOptions& o) : impl_(std::
   if (op.max_batch < 1 || op.max_context < 1 || op.max_tokens < 1)
     throw Error("CUDA backend: max_batch, max_context and max_tokens must be positive", ErrorKind::Usage);
   I.max_rows = op.max_batch * op.max_tokens;
+  I.sparse_own = op.sparse_gemv && I.compute_major >= 8 && op.sparse_layout == CudaSparseLayout::Auto;
 
   I.plan();
   if (I.sp_max_n) resolve_sparse(I);
@@ -216,7 +217,9 @@ int64_t CudaSession::decode_weight_bytes() const {
     switch (l->kind) {
       case LinearKind::Quant: b += static_cast<int64_t>(l->wq ? l->wq->weight_bytes() : l->wsq->weight_bytes()); break;
       case LinearKind::W8A8: b += static_cast<int64_t>(l->w8->weight_bytes()); break;
-      case LinearKind::Sparse24: b += static_cast<int64_t>(l->sp->compressed_bytes()); break;
+      case LinearKind::Sparse24:
+        b += static_cast<int64_t>(l->sp ? l->sp->compressed_bytes() : l->wsf->weight_bytes());
+        break;
       case LinearKind::Dense: b += l->n * l->k * 2; break;
     }
   }

@@ -15,13 +15,15 @@
 
 namespace llmc::runtime {
 
-// The operand layout 2:4 sparse linears (cuSPARSELt, kernels/cuda/sparse_gemm.hpp) are compressed
-// in (kcu::SparseLayout). Auto: SparseAT (the weight stored transposed: 3-5x faster with
-// cuSPARSELt's default configuration at M <= 128, 1.16x at 2048; docs/perf/cuda.md) where
-// cuSPARSELt makes a plan for it on the device, else SparseA. An explicit layout the library
-// cannot plan is an error. The runtime uses the default configuration; SparseContext's search
-// (1.2-1.6x dense at M = 1-2048) is not wired in: it hung a test_gpu_runtime case on the H200
-// (docs/perf/cuda.md, section "2:4 in the runtime").
+// The operand layout 2:4 sparse f16 linears are compressed in when they run through cuSPARSELt
+// (kernels/cuda/sparse_gemm.hpp, kcu::SparseLayout). Auto: with CudaOptions::sparse_gemv on an
+// sm_80+ device they do not (gemv_sparse24_f16 at decode, decompress + cuBLAS above); otherwise
+// SparseAT (the weight stored transposed: 3-5x faster with cuSPARSELt's default configuration at
+// M <= 128, 1.16x at 2048; docs/perf/cuda.md) where cuSPARSELt makes a plan for it on the device,
+// else SparseA. An explicit layout (cuSPARSELt for every row count) the library cannot plan is an
+// error. cuSPARSELt runs in its default configuration; SparseContext's search (1.2-1.6x dense at
+// M = 1-2048) is not wired in: it hung a test_gpu_runtime case on the H200 (docs/perf/cuda.md,
+// section "2:4 in the runtime").
 enum class CudaSparseLayout : uint8_t { Auto, SparseA, SparseAT, SparseB, SparseBT };
 const char* cuda_sparse_layout_name(CudaSparseLayout l);  // "auto", "sparse_a", "sparse_a_t", ...
 // Whether this build's cuSPARSELt makes a plan for layout l (not Auto) on the current device.
@@ -36,10 +38,11 @@ struct CudaOptions {
   // Decode (≤ 16 rows): quantized linears through gemv_fused, with the RMSNorm or SwiGLU before
   // them folded into their activation staging and the residual add after them into their output.
   bool fused_gemv = true;
-  // INT4 linears whose codes keep the 2:4 pattern (at most two non-zero in every four inputs of a
-  // row: --pattern 2:4 pruning, then quantization) are stored in 3 bits a weight and decoded
-  // through the sparse tensor-core GEMV (gemv_sparse24_w4, sm_80+), with the same fusions;
-  // false: as any W4 weight.
+  // 2:4 linears through our sparse tensor-core GEMVs (sm_80+), with the same decode fusions:
+  // INT4 ones whose codes keep the pattern (at most two non-zero in every four inputs of a row:
+  // --pattern 2:4 pruning, then quantization) stored in 3 bits a weight (gemv_sparse24_w4); f16
+  // ones at 9/16 of their bytes (gemv_sparse24_f16) when sparse_layout is Auto, decompressed for
+  // cuBLAS above 16 rows. false: INT4 as any W4 weight, f16 through cuSPARSELt.
   bool sparse_gemv = true;
   // 2:4 linears; the session's options() holds the resolved layout (never Auto) when the model
   // has 2:4 linears the build runs through cuSPARSELt, the given one otherwise.

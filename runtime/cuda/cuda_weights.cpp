@@ -1,5 +1,6 @@
 // CudaSession upload: dense weights to f16 (converted on the host in parallel), sibling linears
-// stacked by rows, quantized weights stacked then repacked (GpuQuantWeight::upload), norm
+// stacked by rows, quantized weights stacked then repacked (GpuQuantWeight::upload, or the 2:4
+// INT4 layout), 2:4 f16 weights packed for gemv_sparse24_f16 or compressed by cuSPARSELt, norm
 // vectors in f32, and the KV caches, activation slots and workspaces the plan sized.
 #include <cstring>
 
@@ -105,17 +106,19 @@ void CudaSession::Impl::upload() {
         lp->wsq = std::make_unique<kcu::GpuSparse24QWeight>(kcu::GpuSparse24QWeight::upload(q, joined));
       else
         lp->wq = std::make_unique<kcu::GpuQuantWeight>(kcu::GpuQuantWeight::upload(q, joined));
-    } else if (lp->kind == LinearKind::Sparse24 && lp->weights.size() == 1) {
+    } else if (lp->kind == LinearKind::Sparse24 && lp->weights.size() == 1 && !sparse_own) {
       lp->sp = std::make_unique<kcu::Sparse24Weight>(
           kcu::Sparse24Weight::upload(*sp_ctx, g.weights.at(lp->weights[0]), joined));
-    } else if (lp->weights.size() > 1) {
+    } else if (lp->weights.size() > 1 || lp->kind == LinearKind::Sparse24) {
       std::vector<uint16_t> h(static_cast<size_t>(N * K));
       int64_t r0 = 0;
       for (size_t i = 0; i < lp->weights.size(); ++i) {
         to_f16(g.weights.at(lp->weights[i]), h.data() + r0 * K);
         r0 += lp->widths[i];
       }
-      if (lp->kind == LinearKind::Sparse24)
+      if (lp->kind == LinearKind::Sparse24 && sparse_own)
+        lp->wsf = std::make_unique<kcu::GpuSparse24F16Weight>(kcu::GpuSparse24F16Weight::upload(h.data(), N, K, joined));
+      else if (lp->kind == LinearKind::Sparse24)
         lp->sp = std::make_unique<kcu::Sparse24Weight>(kcu::Sparse24Weight::upload_f16(*sp_ctx, h.data(), N, K, joined));
       else
         lp->w16 = kcu::DeviceBuffer<uint16_t>(h);
@@ -142,10 +145,9 @@ void CudaSession::Impl::upload() {
   for (auto& r : ropes) r->inv_freq = kcu::DeviceBuffer<float>(kcu::rope_inv_freq(r->theta, r->rot_dim));
   for (int64_t b : slot_bytes) slots.emplace_back(static_cast<size_t>(b));
   cublas = std::make_unique<kcu::CublasHandle>();
-  if (any_quantized) {
-    gemv_ws = std::make_unique<kcu::GemvWorkspace>(max_quant_rows, 16);
-    if (max_rows > 16 || sparse_q_scratch) prefill_scratch = kcu::DeviceBuffer<uint16_t>(static_cast<size_t>(max_quant_nk));
-  }
+  if (any_quantized) gemv_ws = std::make_unique<kcu::GemvWorkspace>(max_quant_rows, 16);
+  if (max_quant_nk > 0 && (max_rows > 16 || sparse_q_scratch))
+    prefill_scratch = kcu::DeviceBuffer<uint16_t>(static_cast<size_t>(max_quant_nk));
   if (!attns.empty())
     attn_ws = std::make_unique<kcu::AttentionWorkspace>(attn_ws_rows, max_heads, max_head_dim, 32);
   state = kcu::DeviceBuffer<int32_t>(std::vector<int32_t>{0, 0});

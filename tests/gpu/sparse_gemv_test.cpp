@@ -333,8 +333,9 @@ TEST_CASE("2:4 f16 packing decodes back to the weight, with valid metadata; a gr
                        Error);
 }
 
-TEST_CASE("gemv_sparse24_f16 matches linear_f32 on the same 2:4 f16 weights, every block shape and the prologues") {
+TEST_CASE("gemv_sparse24_f16 and the decompress + cuBLAS path match linear_f32 on the same 2:4 f16 weights") {
   LLMC_REQUIRE_GPU();
+  const CublasHandle cublas;
   uint32_t seed = 900;
   for (auto [n, k] : {std::pair<int64_t, int64_t>{1000, 576}, {333, 96}, {37, 100}, {2560, 2048}, {2048, 5632}}) {
     const F16Weight w = pruned_f16(n, k, ++seed);
@@ -367,6 +368,24 @@ TEST_CASE("gemv_sparse24_f16 matches linear_f32 on the same 2:4 f16 weights, eve
         if (cfg.warps == 0) first = got;
         if (cfg.warps == own.warps && cfg.tiles_per_block == own.tiles_per_block) CHECK(got == first);  // deterministic
       }
+    }
+    {  // the prefill path: decompress (the values bit for bit, ±0 alike) + cuBLAS
+      DeviceBuffer<uint16_t> scratch(std::vector<uint16_t>(n * k, 0x7E00));  // NaN: unwritten entries fail
+      decompress_sparse24_f16(gw, scratch.data(), nullptr);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      const auto dense = scratch.download();
+      int64_t diff = 0;
+      for (size_t i = 0; i < dense.size(); ++i) diff += (dense[i] & 0x7fffu ? dense[i] : 0) != (w.bits[i] & 0x7fffu ? w.bits[i] : 0);
+      INFO("decompress N=" << n << " K=" << k);
+      CHECK(diff == 0);
+      const int64_t m = 40;
+      const auto x = random_half(m * k, ++seed);
+      std::vector<float> ref(m * n);
+      kernels::cpu::linear_f32(x.vals.data(), w.vals.data(), nullptr, ref.data(), m, n, k);
+      DeviceBuffer<uint16_t> dx(x.bits), dy(std::vector<uint16_t>(m * n, 0x7E00));
+      linear_sparse24_f16_prefill(gw, cublas, dx.data(), dy.data(), m, scratch.data(), nullptr);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      test::check_close(dy.download(), ref, test::abs_products(x.vals, w.vals, m, n, k), 1e-4, "2:4 f16 prefill");
     }
     if (n % 16 != 0 || k < 200) continue;
     // the RMSNorm prologue with bias and an f32 residual, through the shared staging/epilogue

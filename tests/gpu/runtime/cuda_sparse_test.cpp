@@ -63,11 +63,47 @@ void check_described(const CudaSession& gpu, CudaSparseLayout l) {
 
 }  // namespace
 
+TEST_CASE("2:4-pruned f16 weights through the sparse GEMV (decode, with its fusions) match the CPU session") {
+  LLMC_REQUIRE_GPU();
+  const Model m = pruned_llama();
+  int64_t dense_bytes = 0;  // the unpruned model of the same shapes, all f16
+  {
+    CudaOptions opt;
+    opt.max_context = 128;
+    dense_bytes = CudaSession(tiny_llama(TinyShape{}, 5), opt).decode_weight_bytes();
+  }
+  for (bool fused : {true, false}) {
+    CAPTURE(fused);
+    CudaOptions opt;
+    opt.max_context = 128;
+    opt.fused_gemv = fused;
+    {
+      CudaSession gpu(m, opt);
+      const std::string plan = gpu.describe();
+      INFO(plan.substr(0, 1200));
+      CHECK(has(plan, "(2:4 sparse f16: sparse tensor-core GEMV for <= 16 rows, decompress + cuBLAS above)"));
+      CHECK(!has(plan, "cuSPARSELt"));
+      CHECK(gpu.options().sparse_layout == CudaSparseLayout::Auto);
+      CHECK(has(plan, "[decode: RMSNorm folded in]") == fused);
+      CHECK(has(plan, "[decode: SwiGLU folded in]") == fused);
+      CHECK(has(plan, "[decode: + residual") == fused);
+      // the decoder linears at 9/16 of their f16 bytes; the head and the norms as they were
+      CHECK(gpu.decode_weight_bytes() < dense_bytes);
+    }
+    compare_prefill_decode(m, opt, 40, 4, 60);  // prompt: decompress + cuBLAS
+    compare_prefill_decode(m, opt, 12, 3, 61);  // 12 rows through the GEMV
+  }
+  CudaOptions opt;
+  opt.max_context = 128;
+  compare_perplexity(m, 62, 5e-4, opt);
+}
+
 TEST_CASE("2:4-pruned dense weights (cuSPARSELt where the build has it) match the CPU session") {
   LLMC_REQUIRE_GPU();
   const Model m = pruned_llama();
   CudaOptions opt;
   opt.max_context = 128;
+  opt.sparse_gemv = false;  // cuSPARSELt, not the sparse GEMV
   {
     CudaSession gpu(m, opt);
     MESSAGE(gpu.describe().substr(0, 600));
