@@ -317,22 +317,26 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
 #pragma unroll
         for (int gh = 0; gh < 2; ++gh) {
           const uint32_t bits = (ro ? meta[gh] >> 16 : meta[gh]) & 0xffffu;
-          __half v[4] = {__float2half(0.0f), __float2half(0.0f), __float2half(0.0f), __float2half(0.0f)};
+          // the four inputs of the group as one 64-bit word: each kept value shifted to its
+          // position (no indexed register array, which would live in local memory)
+          uint64_t quad = 0;
 #pragma unroll
           for (int kept = 0; kept < 2; ++kept) {
             const int i = gh << 2 | ro << 1 | kept;  // fragment element
             const int pos = static_cast<int>(bits >> (4 * tig + 2 * kept) & 3u);
+            uint32_t h;
             if constexpr (F16) {
               const uint32_t w = (&vals[c].x)[i >> 1];
-              v[pos] = __ushort_as_half(static_cast<unsigned short>(i & 1 ? w >> 16 : w & 0xffffu));
+              h = i & 1 ? w >> 16 : w & 0xffffu;
             } else {
               const int nib = (i & 1) * 4 + (i >> 1);  // the nibble order a0 a2 a4 a6 a1 a3 a5 a7
               const float code = static_cast<float>(words[c] >> (4 * nib) & 0xfu);
-              v[pos] = __float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro]));  // (q − z) exact: one rounding
+              h = __half_as_ushort(__float2half_rn((ro ? sc.y : sc.x) * (code - zero[ro])));  // (q − z) exact: one rounding
             }
+            quad |= static_cast<uint64_t>(h) << (16 * pos);
           }
           *reinterpret_cast<uint2*>(tile + (g + 8 * ro) * kStride + c * 32 + (tig + 4 * gh) * 4) =
-              make_uint2(as_u32(__halves2half2(v[0], v[1])), as_u32(__halves2half2(v[2], v[3])));
+              make_uint2(static_cast<uint32_t>(quad), static_cast<uint32_t>(quad >> 32));
         }
     }
     __syncwarp();
