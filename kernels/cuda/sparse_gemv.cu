@@ -357,6 +357,14 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
   }
 }
 
+// One warp per (tile, super) item, eight a block, at most eight blocks an SM (grid-stride).
+template <bool F16>
+void launch_dequant(const SparseArgs& a, const Sparse24QLayout& l, int sm_count, uint16_t* out, cudaStream_t stream) {
+  const int64_t items = l.tiles * l.supers, per_block = 8;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((items + per_block - 1) / per_block, int64_t{sm_count} * 8));
+  dequant_sparse24_kernel<F16><<<blocks, 256, 0, stream>>>(a, reinterpret_cast<__half*>(out), l.cols);
+}
+
 SparseArgs weight_args(const GpuSparse24F16Weight& w) {
   SparseArgs a{};
   a.w.packed = reinterpret_cast<const uint4*>(w.values());
@@ -428,21 +436,13 @@ void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* 
 
 void dequantize_sparse24_w4_to_f16(const GpuSparse24QWeight& w, uint16_t* out, cudaStream_t stream) {
   check(out, "dequantize_sparse24_w4_to_f16: null output");
-  const Sparse24QLayout& l = w.layout();
-  const int64_t items = l.tiles * l.supers, per_block = 8;
-  const unsigned blocks =
-      static_cast<unsigned>(std::min<int64_t>((items + per_block - 1) / per_block, int64_t{w.sm_count()} * 8));
-  dequant_sparse24_kernel<false><<<blocks, 256, 0, stream>>>(weight_args(w), reinterpret_cast<__half*>(out), l.cols);
+  launch_dequant<false>(weight_args(w), w.layout(), w.sm_count(), out, stream);
   LLMC_CUDA_CHECK_LAUNCH("dequantize_sparse24_w4_to_f16");
 }
 
 void decompress_sparse24_f16(const GpuSparse24F16Weight& w, uint16_t* out, cudaStream_t stream) {
   check(out, "decompress_sparse24_f16: null output");
-  const Sparse24QLayout& l = w.layout();
-  const int64_t items = l.tiles * l.supers, per_block = 8;
-  const unsigned blocks =
-      static_cast<unsigned>(std::min<int64_t>((items + per_block - 1) / per_block, int64_t{w.sm_count()} * 8));
-  dequant_sparse24_kernel<true><<<blocks, 256, 0, stream>>>(weight_args(w), reinterpret_cast<__half*>(out), l.cols);
+  launch_dequant<true>(weight_args(w), w.layout(), w.sm_count(), out, stream);
   LLMC_CUDA_CHECK_LAUNCH("decompress_sparse24_f16");
 }
 
