@@ -29,6 +29,13 @@ struct Sparse24QLayout {
   int64_t chunks() const { return supers * 4; }
 };
 
+// The layout of a rows × cols weight (tiles, supers; the format's fields left at their defaults),
+// and the device bytes of its packed INT4 and f16 forms (what weight_bytes() reports after
+// upload), for planning before anything is packed.
+Sparse24QLayout sparse24_layout(int64_t rows, int64_t cols);
+int64_t sparse24_w4_bytes(int64_t rows, int64_t cols, int64_t n_groups, bool symmetric);
+int64_t sparse24_f16_bytes(int64_t rows, int64_t cols);
+
 // The host-side packed form (what upload() copies to the device):
 //  codes: [tile][super][lane][16 bytes]: word c (chunk c of the super, inputs 32c..32c+31) of lane
 //    (g = lane / 4, t = lane % 4) holds the kept codes of rows 16·tile + g and + 8 in the 4-input

@@ -91,7 +91,9 @@ Place place_of(const Sparse24QLayout& l, const std::vector<Kept>& kept, int64_t 
   return {row, 4 * q + kept[static_cast<size_t>(row * l.supers * 32 + q)][sl.kept]};
 }
 
-Sparse24QLayout layout_for(int64_t rows, int64_t cols) {
+}  // namespace
+
+Sparse24QLayout sparse24_layout(int64_t rows, int64_t cols) {
   Sparse24QLayout l;
   l.rows = rows;
   l.cols = cols;
@@ -100,7 +102,15 @@ Sparse24QLayout layout_for(int64_t rows, int64_t cols) {
   return l;
 }
 
-}  // namespace
+int64_t sparse24_w4_bytes(int64_t rows, int64_t cols, int64_t n_groups, bool symmetric) {
+  const Sparse24QLayout l = sparse24_layout(rows, cols);
+  return l.tiles * l.supers * 32 * (16 + 8) + n_groups * l.tiles * 16 * (symmetric ? 2 : 3);
+}
+
+int64_t sparse24_f16_bytes(int64_t rows, int64_t cols) {
+  const Sparse24QLayout l = sparse24_layout(rows, cols);
+  return l.tiles * l.supers * 32 * (64 + 8);
+}
 
 bool is_sparse24_w4(const QuantizedWeight& w) {
   if (w.bits != 4 || !w.g_idx.empty() || w.rows <= 0 || w.cols <= 0) return false;
@@ -133,7 +143,7 @@ RepackedSparse24Q repack_sparse24_w4(const QuantizedWeight& w, const std::string
 
   RepackedSparse24Q r;
   Sparse24QLayout& l = r.layout;
-  l = layout_for(w.rows, w.cols);
+  l = sparse24_layout(w.rows, w.cols);
   l.symmetric = w.symmetric;
   l.n_groups = ng;
   l.k32_per_group = ng == 1 ? 0 : gl / 32;
@@ -176,7 +186,7 @@ RepackedSparse24F16 repack_sparse24_f16(const uint16_t* w, int64_t rows, int64_t
         where + "bad shape " + std::to_string(rows) + " x " + std::to_string(cols));
   RepackedSparse24F16 r;
   Sparse24QLayout& l = r.layout;
-  l = layout_for(rows, cols);
+  l = sparse24_layout(rows, cols);
   auto value = [&](int64_t row, int64_t col) -> uint16_t { return row < rows && col < cols ? w[row * cols + col] : 0; };
   const std::vector<Kept> kept =
       kept_positions(l, [&](int64_t row, int64_t col) { return (value(row, col) & 0x7fffu) != 0; }, where);

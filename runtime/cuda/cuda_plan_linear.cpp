@@ -15,23 +15,6 @@ int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n
   return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3);
 }
 
-// The 2:4 INT4 layout of sparse_gemv.hpp for this geometry (what gemv_sparse24_fits reads).
-kcu::Sparse24QLayout sparse_q_layout(int64_t rows, int64_t cols) {
-  kcu::Sparse24QLayout l;
-  l.rows = rows;
-  l.cols = cols;
-  l.tiles = (rows + 15) / 16;
-  l.supers = (cols + 127) / 128;
-  return l;
-}
-
-// ... and its device bytes: 24 bytes of codes and metadata per lane and super, the scales (and
-// zero points) as the dense layout's.
-int64_t sparse_q_bytes(bool sym, int64_t rows, int64_t cols, int64_t n_groups) {
-  const kcu::Sparse24QLayout l = sparse_q_layout(rows, cols);
-  return l.tiles * l.supers * 32 * 24 + n_groups * l.tiles * 16 * (sym ? 2 : 3);
-}
-
 // A quantized linear as one gemv_fused launch: its prologue (RMSNorm / SwiGLU staged from their
 // inputs), its bias, and the residual Add after it (writing the Add's output) when planned.
 void fused_linear(CudaSession::Impl& I, const LinearPlan& L, const kcu::Act& x, const kcu::Act& y, const Exec& e) {
@@ -198,9 +181,9 @@ void Planner::linear(size_t k) {
   if (kind == LinearKind::Quant) {
     lp->sparse_q = sparse_q(n);  // the siblings agree (compatible)
     if (lp->sparse_q) {
-      lp->device_bytes = sparse_q_bytes(q0->symmetric, N, K, q0->n_groups());
+      lp->device_bytes = kcu::sparse24_w4_bytes(N, K, q0->n_groups(), q0->symmetric);
       // rows ≤ 16 that gemv_sparse24_w4 cannot stage go through the dequantize + cuBLAS path
-      if (!kcu::gemv_sparse24_fits(sparse_q_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
+      if (!kcu::gemv_sparse24_fits(kcu::sparse24_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
         I.sparse_q_scratch = true;
     } else {
       lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups());
@@ -213,10 +196,10 @@ void Planner::linear(size_t k) {
     I.w8_max_n = std::max(I.w8_max_n, N);
     I.w8_max_k = std::max(I.w8_max_k, (K + 15) / 16 * 16);
   } else if (kind == LinearKind::Sparse24 && I.sparse_own) {
-    const kcu::Sparse24QLayout l = sparse_q_layout(N, K);
-    lp->device_bytes = l.tiles * l.supers * 32 * (64 + 8);  // kept values + metadata: 9/16 of dense f16
-    I.max_quant_nk = std::max(I.max_quant_nk, N * K);       // the decompress + cuBLAS path's scratch
-    if (!kcu::gemv_sparse24_fits(l, std::min(I.max_rows, kGemvMaxRows))) I.sparse_q_scratch = true;
+    lp->device_bytes = kcu::sparse24_f16_bytes(N, K);  // kept values + metadata: 9/16 of dense f16
+    I.max_quant_nk = std::max(I.max_quant_nk, N * K);  // the decompress + cuBLAS path's scratch
+    if (!kcu::gemv_sparse24_fits(kcu::sparse24_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
+      I.sparse_q_scratch = true;
   } else if (kind == LinearKind::Sparse24) {
     lp->device_bytes = N * K * 9 / 8 + (64 << 10);  // values + metadata, ~9/16 of dense f16
     I.sp_max_n = std::max(I.sp_max_n, N);

@@ -96,6 +96,9 @@ TEST_CASE("2:4 INT4 packing decodes back to the weight's codes, with valid metad
     CHECK(r.codes.size() == static_cast<size_t>(r.layout.tiles * r.layout.supers * 512));
     CHECK(r.meta.size() == static_cast<size_t>(r.layout.tiles * r.layout.supers * 256));
     CHECK(unpack_sparse24_w4(r) == codes_of(w));
+    // the planner's byte count (before packing) is what the packed form holds
+    CHECK(sparse24_w4_bytes(s.n, s.k, w.n_groups(), s.sym) ==
+          static_cast<int64_t>(r.codes.size() + r.meta.size() + r.scales.size() * 2 + r.zeros.size()));
     // every 4-bit metadata field: two different indices, the first below the second (PTX: 0b0000,
     // 0b0101, 0b1010, 0b1111 are undefined; the ordered-metadata MMA wants ascending pairs)
     int64_t bad = 0;
@@ -312,6 +315,7 @@ TEST_CASE("2:4 f16 packing decodes back to the weight, with valid metadata; a gr
     CHECK(r.layout.supers == (k + 127) / 128);
     CHECK(r.values.size() == static_cast<size_t>(r.layout.tiles * r.layout.supers * 32 * 32));
     CHECK(r.meta.size() == static_cast<size_t>(r.layout.tiles * r.layout.supers * 256));
+    CHECK(sparse24_f16_bytes(n, k) == static_cast<int64_t>(r.values.size() * 2 + r.meta.size()));
     const std::vector<uint16_t> got = unpack_sparse24_f16(r);
     REQUIRE(got.size() == w.bits.size());
     int64_t differ = 0;  // as values: a pruned −0 may come back as +0
