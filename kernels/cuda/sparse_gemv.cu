@@ -357,6 +357,18 @@ __global__ void __launch_bounds__(256) dequant_sparse24_kernel(const SparseArgs 
   }
 }
 
+// The plain product's prologue and epilogue: x [m, K] in, y [m, N] out, contiguous f16.
+GemvPrologue plain_prologue(const uint16_t* x, const Sparse24QLayout& l) {
+  GemvPrologue pro;
+  pro.in = Act{const_cast<uint16_t*>(x), l.cols, ActType::F16};
+  return pro;
+}
+GemvEpilogue plain_epilogue(uint16_t* y, const Sparse24QLayout& l) {
+  GemvEpilogue epi;
+  epi.y = Act{y, l.rows, ActType::F16};
+  return epi;
+}
+
 // One warp per (tile, super) item, eight a block, at most eight blocks an SM (grid-stride).
 template <bool F16>
 void launch_dequant(const SparseArgs& a, const Sparse24QLayout& l, int sm_count, uint16_t* out, cudaStream_t stream) {
@@ -417,21 +429,11 @@ void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const GemvPrologue& pro, c
 }
 
 void gemv_sparse24_f16(const GpuSparse24F16Weight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream) {
-  const Sparse24QLayout& l = w.layout();
-  GemvPrologue pro;
-  pro.in = Act{const_cast<uint16_t*>(x), l.cols, ActType::F16};
-  GemvEpilogue epi;
-  epi.y = Act{y, l.rows, ActType::F16};
-  gemv_sparse24_f16(w, pro, epi, m, stream);
+  gemv_sparse24_f16(w, plain_prologue(x, w.layout()), plain_epilogue(y, w.layout()), m, stream);
 }
 
 void gemv_sparse24_w4(const GpuSparse24QWeight& w, const uint16_t* x, uint16_t* y, int64_t m, cudaStream_t stream) {
-  const Sparse24QLayout& l = w.layout();
-  GemvPrologue pro;
-  pro.in = Act{const_cast<uint16_t*>(x), l.cols, ActType::F16};
-  GemvEpilogue epi;
-  epi.y = Act{y, l.rows, ActType::F16};
-  gemv_sparse24_w4(w, pro, epi, m, stream);
+  gemv_sparse24_w4(w, plain_prologue(x, w.layout()), plain_epilogue(y, w.layout()), m, stream);
 }
 
 void dequantize_sparse24_w4_to_f16(const GpuSparse24QWeight& w, uint16_t* out, cudaStream_t stream) {
