@@ -179,9 +179,9 @@ void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpil
     if (cfg.tiles_per_block == 0) cfg.tiles_per_block = cfg.warps == own.warps ? own.tiles_per_block : 1;
   }
   const int tpb = cfg.tiles_per_block;
-  check(cfg.warps == 8 || cfg.warps == 16, "gemv_fused: warps per block must be 8 or 16");
-  check(tpb >= 1 && tpb <= cfg.warps && (tpb & (tpb - 1)) == 0,
-        "gemv_fused: tiles_per_block must be a power of two up to the warps per block");
+  if (!(cfg.warps == 8 || cfg.warps == 16)) throw Error("gemv_fused: warps per block must be 8 or 16");
+  if (!(tpb >= 1 && tpb <= cfg.warps && (tpb & (tpb - 1)) == 0))
+    throw Error("gemv_fused: tiles_per_block must be a power of two up to the warps per block");
   FusedArgs a{};
   a.w = weight_view(w);
   a.n = static_cast<int>(l.rows);
