@@ -102,7 +102,7 @@ struct LinearPlan {
   // add after it (Quant, and Sparse24 through gemv_sparse24_f16).
   bool gemv_fusable = false;
   kcu::DeviceBuffer<float> bias;
-  // Decode fusions (Quant, one launch of gemv_fused): the prologue, and the residual Add after a
+  // Decode fusions (gemv_fusable, one GEMV launch): the prologue, and the residual Add after a
   // single linear: the GEMV writes epi_out = epi_res + W·x (the Add's output) instead of its own.
   PrologueFusion* pro = nullptr;
   int epi_res = -1, epi_out = -1;
@@ -161,11 +161,12 @@ struct CudaSession::Impl {
   std::set<std::string> qtable_names;               // EmbeddingQ tables, dequantized to f16 at upload
   int input_value = -1, output_value = -1;
   int64_t input_vocab = 0;  // ids fed to an Embedding must lie below this
-  int64_t max_quant_rows = 0, max_quant_nk = 0;
+  int64_t max_quant_rows = 0;
+  int64_t max_dequant_nk = 0;  // largest N·K a prefill path dequantizes / decompresses into the scratch
   int64_t max_heads = 0, max_head_dim = 0, attn_ws_rows = 0;
   int64_t emb_row_bytes = 0;  // f16 bytes of the embedding rows one token reads
   bool any_quantized = false;
-  bool sparse_q_scratch = false;  // a 2:4 linear takes the dequantize + cuBLAS path at ≤ 16 rows
+  bool sparse_scratch = false;  // a 2:4 linear takes the dequantize + cuBLAS path at ≤ 16 rows
   // 2:4 f16 linears through gemv_sparse24_f16 at decode and decompress + cuBLAS above, not
   // cuSPARSELt (opt.sparse_gemv on, sparse_layout auto, sm_80+)
   bool sparse_own = false;
@@ -213,8 +214,9 @@ struct CudaSession::Impl {
   T* ptr(int v) {
     return static_cast<T*>(act(v).ptr);
   }
-  // Whether linear L runs as one gemv_fused launch (with its fusions) for `rows` rows. Every step
-  // around a fusion asks this with the same arguments, so they agree on who does the work.
+  // Whether linear L runs as one fused GEMV launch (gemv_fused, gemv_sparse24_w4/_f16, with its
+  // fusions) for `rows` rows. Every step around a fusion asks this with the same arguments, so
+  // they agree on who does the work.
   bool fused_decode(const cuda_detail::LinearPlan& L, int64_t rows) const {
     if (!opt.fuse || !opt.fused_gemv || !L.gemv_fusable) return false;
     if (L.wq) return kcu::gemv_fused_fits(L.wq->layout(), rows);

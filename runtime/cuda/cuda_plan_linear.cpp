@@ -184,22 +184,22 @@ void Planner::linear(size_t k) {
       lp->device_bytes = kcu::sparse24_w4_bytes(N, K, q0->n_groups(), q0->symmetric);
       // rows ≤ 16 that gemv_sparse24_w4 cannot stage go through the dequantize + cuBLAS path
       if (!kcu::gemv_sparse24_fits(kcu::sparse24_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
-        I.sparse_q_scratch = true;
+        I.sparse_scratch = true;
     } else {
       lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups());
     }
     I.any_quantized = true;
     I.max_quant_rows = std::max(I.max_quant_rows, (N + 15) / 16 * 16);
-    I.max_quant_nk = std::max(I.max_quant_nk, N * K);
+    I.max_dequant_nk = std::max(I.max_dequant_nk, N * K);
   } else if (kind == LinearKind::W8A8) {
     lp->device_bytes = N * ((K + 15) / 16 * 16) + N * 4;
     I.w8_max_n = std::max(I.w8_max_n, N);
     I.w8_max_k = std::max(I.w8_max_k, (K + 15) / 16 * 16);
   } else if (kind == LinearKind::Sparse24 && I.sparse_own) {
     lp->device_bytes = kcu::sparse24_f16_bytes(N, K);  // kept values + metadata: 9/16 of dense f16
-    I.max_quant_nk = std::max(I.max_quant_nk, N * K);  // the decompress + cuBLAS path's scratch
+    I.max_dequant_nk = std::max(I.max_dequant_nk, N * K);  // the decompress + cuBLAS path's scratch
     if (!kcu::gemv_sparse24_fits(kcu::sparse24_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
-      I.sparse_q_scratch = true;
+      I.sparse_scratch = true;
   } else if (kind == LinearKind::Sparse24) {
     lp->device_bytes = N * K * 9 / 8 + (64 << 10);  // values + metadata, ~9/16 of dense f16
     I.sp_max_n = std::max(I.sp_max_n, N);
