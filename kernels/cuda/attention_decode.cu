@@ -35,6 +35,7 @@ struct DecodeArgs {
   const int32_t* past;
   int64_t rows, cap;
   int tokens, hq, hkv, d, splits;
+  int group, chunks;  // q heads per KV head; blocks per KV head (tensor-core kernel)
   float scale_log2;
   bool causal;
   // FUSE (one token per sequence): the new key and value rows, rotated (when inv_freq is set)
@@ -320,6 +321,8 @@ DecodeArgs decode_args(Act q, const KvCacheView& cache, Act out, const Attention
   a.hq = static_cast<int>(p.q_heads);
   a.hkv = static_cast<int>(p.kv_heads);
   a.d = static_cast<int>(p.head_dim);
+  a.group = a.hq / a.hkv;
+  a.chunks = (a.group + kGroupRows - 1) / kGroupRows;
   a.splits = splits;
   a.scale_log2 = p.scale * kLog2e;
   a.causal = p.causal;
@@ -328,17 +331,18 @@ DecodeArgs decode_args(Act q, const KvCacheView& cache, Act out, const Attention
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// The tensor-core kernel takes head_dim 32, 64, 128 over a 16-byte aligned cache.
+// The tensor-core kernel takes head_dim 32, 64, 128 over a 16-byte aligned cache whose positions
+// of one sequence are addressed in 32 bits.
 bool use_mma(const DecodeArgs& a) {
-  return (a.d == 32 || a.d == 64 || a.d == 128) && aligned16(a.kc) && aligned16(a.vc);
+  return (a.d == 32 || a.d == 64 || a.d == 128) && aligned16(a.kc) && aligned16(a.vc) &&
+         a.cap * a.hkv * a.d < (int64_t{1} << 31);
 }
 
 template <bool FUSE>
 void launch_decode(const DecodeArgs& a, const AttentionParams& p, int splits, cudaStream_t stream) {
   const unsigned rows = static_cast<unsigned>(std::min<int64_t>(p.batch * p.tokens, 65535));
   if (use_mma(a)) {
-    const int64_t group = p.q_heads / p.kv_heads, chunks = (group + kGroupRows - 1) / kGroupRows;
-    const dim3 grid(static_cast<unsigned>(p.kv_heads * chunks), static_cast<unsigned>(splits), rows);
+    const dim3 grid(static_cast<unsigned>(p.kv_heads * a.chunks), static_cast<unsigned>(splits), rows);
     const dim3 block(kMmaWarps * 32);
     if (a.d == 32)
       launch_pdl(decode_kernel_mma<2, FUSE>, grid, block, stream, a);

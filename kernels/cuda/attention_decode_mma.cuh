@@ -65,18 +65,21 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
   __shared__ __align__(16) __half sm_vn[FUSE ? D : 8];
   __shared__ float sm_m[kMmaWarps][kGroupRows], sm_l[kMmaWarps][kGroupRows];
   __shared__ float sm_acc[kMmaWarps][kGroupRows][D];
+  __shared__ float sm_wt[kMmaWarps][kGroupRows], sm_bm[kGroupRows], sm_bl[kGroupRows];
   __shared__ bool last_block;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int group = a.hq / a.hkv, chunks = (group + kGroupRows - 1) / kGroupRows;
-  const int kvh = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
-  const int h0 = kvh * group + chunk * kGroupRows, nh = min(kGroupRows, group - chunk * kGroupRows);
+  // Fewer dependent instructions before the first K/V load: no division where a GQA group takes one
+  // block or a row is one token, and cache offsets within a sequence in 32 bits (use_mma checks).
+  const int kvh = a.chunks == 1 ? static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x) / a.chunks;
+  const int chunk = static_cast<int>(blockIdx.x) - kvh * a.chunks;
+  const int h0 = kvh * a.group + chunk * kGroupRows, nh = min(kGroupRows, a.group - chunk * kGroupRows);
   const int s = blockIdx.y;
   const int past = *a.past;  // before the wait: not written by the kernel before (attention.hpp)
   bool waited = false;
-  const int64_t kstride = static_cast<int64_t>(a.hkv) * D;  // between positions of the cache
+  const int kstride = a.hkv * D;  // between positions of the cache
   for (int64_t row = blockIdx.z; row < a.rows; row += gridDim.z) {
-    const int64_t b = row / a.tokens;
-    const int i = static_cast<int>(row % a.tokens);
+    const int64_t b = a.tokens == 1 ? row : row / a.tokens;
+    const int i = a.tokens == 1 ? 0 : static_cast<int>(row % a.tokens);
     const int len = a.causal ? past + i + 1 : past + a.tokens;
 
     const int nsplit = len <= C::kSingle ? 1 : min(a.splits, (len + C::kMulti - 1) / C::kMulti);
@@ -119,51 +122,47 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
 
     // q of the group's heads (with FUSE also this token's k and v) go to shared memory as f16,
     // q and k rotated as kv_append would store them; block (s = 0, chunk 0) writes k, v to the
-    // cache at past.
-    constexpr int kStaged = (FUSE ? kGroupRows + 2 : kGroupRows) * D;
-    constexpr int kPer = (kStaged + kMmaWarps * 32 - 1) / (kMmaWarps * 32);
-    float xs[kPer], xo[kPer], fr[kPer];  // the element, its rotation partner, the frequency
-    bool rot[kPer], first[kPer];          // rotated; the first of its pair
+    // cache at past. Each thread takes pairs of dims: a rotation pair (both halves from one
+    // sin/cos) where rotated, else two neighbours; rows nh.. of the tile stay zero.
+    constexpr int kRows = FUSE ? kGroupRows + 2 : kGroupRows, kPairs = kRows * D / 2;
 #pragma unroll
-    for (int r = 0; r < kPer; ++r) {
-      const int idx = threadIdx.x + r * kMmaWarps * 32, hh = idx / D, dd = idx % D;
+    for (int r = 0; r < (kPairs + kMmaWarps * 32 - 1) / (kMmaWarps * 32); ++r) {
+      const int idx = threadIdx.x + r * kMmaWarps * 32, hh = idx / (D / 2), p = idx % (D / 2);
+      if (idx >= kPairs) break;
       const __half* src = nullptr;
-      if (idx < kStaged) {
-        if (hh < nh)
-          src = a.q + row * a.ldq + static_cast<int64_t>(h0 + hh) * D;
-        else if (FUSE && hh == kGroupRows)
-          src = a.kn + row * a.ldk + static_cast<int64_t>(kvh) * D;
-        else if (FUSE && hh == kGroupRows + 1)
-          src = a.vn + row * a.ldv + static_cast<int64_t>(kvh) * D;
-      }
-      rot[r] = FUSE && src && a.inv_freq && hh <= kGroupRows && dd < a.rot;
-      xs[r] = src ? __half2float(src[dd]) : 0.0f;  // rows nh.. of the tile stay zero
-      xo[r] = fr[r] = 0.0f;
-      first[r] = a.neox ? dd < a.half : dd % 2 == 0;
-      if (rot[r]) {
-        const int pi = a.neox ? (first[r] ? dd : dd - a.half) : dd / 2;
-        xo[r] = __half2float(src[a.neox ? (first[r] ? dd + a.half : pi) : (first[r] ? dd + 1 : dd - 1)]);
-        fr[r] = a.inv_freq[pi];
-      }
-    }
-
-#pragma unroll
-    for (int r = 0; r < kPer; ++r) {
-      const int idx = threadIdx.x + r * kMmaWarps * 32, hh = idx / D, dd = idx % D;
-      if (idx >= kStaged) break;
-      float x = xs[r];
-      if (rot[r]) {  // (x0, x1) → (x0·cos − x1·sin, x1·cos + x0·sin), the arithmetic of rotate_smem
+      if (hh < nh)
+        src = a.q + row * a.ldq + static_cast<int64_t>(h0 + hh) * D;
+      else if (FUSE && hh == kGroupRows)
+        src = a.kn + row * a.ldk + static_cast<int64_t>(kvh) * D;
+      else if (FUSE && hh == kGroupRows + 1)
+        src = a.vn + row * a.ldv + static_cast<int64_t>(kvh) * D;
+      const bool rot = FUSE && src && a.inv_freq && hh <= kGroupRows && p < a.half;
+      // dims of the pair: (p, p + half) or (2p, 2p + 1) where rotated; the unrotated tail of a
+      // neox row continues at rot in neighbours
+      int ia = 2 * p, ib = 2 * p + 1;
+      if (rot && a.neox) ia = p, ib = p + a.half;
+      else if (FUSE && a.inv_freq && a.neox && p >= a.half) ia = a.rot + 2 * (p - a.half), ib = ia + 1;
+      float x0 = src ? __half2float(src[ia]) : 0.0f, x1 = src ? __half2float(src[ib]) : 0.0f;
+      if (rot) {  // (x0, x1) → (x0·cos − x1·sin, x1·cos + x0·sin), the arithmetic of rotate_smem
         float sn, cs;
-        sincosf(static_cast<float>(past) * fr[r], &sn, &cs);
-        x = first[r] ? xs[r] * cs - xo[r] * sn : xs[r] * cs + xo[r] * sn;
+        sincosf(static_cast<float>(past) * a.inv_freq[p], &sn, &cs);
+        const float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
+        x0 = y0, x1 = y1;
       }
-      const __half hx = __float2half_rn(x);
+      const __half h0x = __float2half_rn(x0), h1x = __float2half_rn(x1);
       if (hh < kGroupRows) {
-        sm_q[hh][dd] = hx;
+        sm_q[hh][ia] = h0x;
+        sm_q[hh][ib] = h1x;
       } else if constexpr (FUSE) {
         const bool is_k = hh == kGroupRows;
-        (is_k ? sm_kn : sm_vn)[dd] = hx;
-        if (s == 0 && chunk == 0) (is_k ? a.kcw : a.vcw)[((b * a.cap + past) * a.hkv + kvh) * D + dd] = hx;
+        __half* sm = is_k ? sm_kn : sm_vn;
+        sm[ia] = h0x;
+        sm[ib] = h1x;
+        if (s == 0 && chunk == 0) {
+          __half* c = (is_k ? a.kcw : a.vcw) + ((b * a.cap + past) * a.hkv + kvh) * D;
+          c[ia] = h0x;
+          c[ib] = h1x;
+        }
       }
     }
     __syncthreads();
@@ -241,27 +240,35 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
     }
     __syncthreads();
 
-    // Merge the warps; one slice: the output, else this slice's partial (max, sum, output).
+    // Merge the warps: thread (w, hh) of the first 64 finds head hh's max and sum over the warps
+    // and warp w's weight in it (over the sum too with one slice), so that each output element
+    // below is 8 multiply-adds. One slice: the output, else this slice's partial (max, sum, output).
+    if (threadIdx.x < kMmaWarps * kGroupRows) {
+      const int w = threadIdx.x / kGroupRows, hh = threadIdx.x % kGroupRows;
+      float bm = -INFINITY;
+#pragma unroll
+      for (int ww = 0; ww < kMmaWarps; ++ww) bm = fmaxf(bm, sm_m[ww][hh]);
+      float bl = 0.0f;
+#pragma unroll
+      for (int ww = 0; ww < kMmaWarps; ++ww) bl += sm_l[ww][hh] * weight(sm_m[ww][hh], bm);
+      const float wt = weight(sm_m[w][hh], bm);
+      sm_wt[w][hh] = nsplit == 1 ? wt / bl : wt;
+      if (w == 0) sm_bl[hh] = bl, sm_bm[hh] = bm;
+    }
+    __syncthreads();
     const int64_t rh0 = row * a.hq + h0;
     for (int idx = threadIdx.x; idx < nh * D; idx += blockDim.x) {
       const int hh = idx / D, dd = idx % D;
-      float bm = -INFINITY;
+      float o = 0.0f;
 #pragma unroll
-      for (int w = 0; w < kMmaWarps; ++w) bm = fmaxf(bm, sm_m[w][hh]);
-      float bl = 0.0f, o = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kMmaWarps; ++w) {
-        const float wt = weight(sm_m[w][hh], bm);
-        bl += sm_l[w][hh] * wt;
-        o += sm_acc[w][hh][dd] * wt;
-      }
+      for (int w = 0; w < kMmaWarps; ++w) o += sm_acc[w][hh][dd] * sm_wt[w][hh];
       if (nsplit == 1) {
-        a.out[row * a.ldo + static_cast<int64_t>(h0 + hh) * D + dd] = __float2half_rn(o / bl);
+        a.out[row * a.ldo + static_cast<int64_t>(h0 + hh) * D + dd] = __float2half_rn(o);
       } else {
         float* part = a.ws + ((rh0 + hh) * a.splits + s) * (D + 2);
         if (dd == 0) {
-          part[0] = bm;
-          part[1] = bl;
+          part[0] = sm_bm[hh];
+          part[1] = sm_bl[hh];
         }
         part[2 + dd] = o;
       }

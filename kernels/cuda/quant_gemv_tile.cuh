@@ -5,6 +5,9 @@
 #pragma once
 #include <cuda_fp16.h>
 
+#include <cstdint>
+#include <string>
+
 #include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/quant_gemv.hpp"
 
@@ -17,14 +20,26 @@ struct QWeightView {
   const uint4* packed;
   const __half2* scales;
   const uchar2* zeros;
-  int tiles, chunks, n_groups, k32_per_group, group_shift;  // group_shift: log2(k32_per_group) or −1
+  int tiles, chunks, n_groups, k32_per_group;
+  int group_shift;       // k32 → group: k32 >> group_shift (power-of-two groups; per channel: 30), or
+  uint32_t group_magic;  // with group_shift −1, umulhi(k32, group_magic)
 };
 
-// log2(k32_per_group) where it is a power of two, else −1 (group_of divides then).
-inline int group_shift_of(int64_t k32_per_group) {
-  for (int s = 0; s < 31; ++s)
-    if (k32_per_group == (int64_t{1} << s)) return s;
-  return -1;
+// How group_of finds a 32-column block's group without a division: a shift for power-of-two
+// groups (and per channel, where every block has group 0), else a multiply-high by ⌈2³²/d⌉, which
+// is exact for k32 · (⌈2³²/d⌉·d − 2³²) < 2³², so for fewer than 2¹⁶ blocks of K.
+inline void set_groups(QWeightView& v, int64_t k32_per_group, int64_t k32_blocks) {
+  v.k32_per_group = static_cast<int>(k32_per_group);
+  v.group_shift = k32_per_group == 0 ? 30 : -1;
+  v.group_magic = 0;
+  for (int s = 0; s < 30 && v.group_shift < 0; ++s)
+    if (k32_per_group == (int64_t{1} << s)) v.group_shift = s;
+  if (v.group_shift < 0) {
+    if (k32_blocks >= (int64_t{1} << 16) || k32_per_group >= (int64_t{1} << 16))
+      throw Error("quantized GEMV: " + std::to_string(k32_blocks * 32) + " inputs in groups of " +
+                  std::to_string(k32_per_group * 32) + " exceed the kernels' group indexing (2^21 inputs)");
+    v.group_magic = static_cast<uint32_t>(((uint64_t{1} << 32) + k32_per_group - 1) / k32_per_group);
+  }
 }
 
 inline QWeightView weight_view(const GpuQuantWeight& w) {
@@ -36,14 +51,14 @@ inline QWeightView weight_view(const GpuQuantWeight& w) {
   v.tiles = static_cast<int>(l.tiles);
   v.chunks = static_cast<int>(l.chunks);
   v.n_groups = static_cast<int>(l.n_groups);
-  v.k32_per_group = static_cast<int>(l.k32_per_group);
-  v.group_shift = group_shift_of(l.k32_per_group);
+  set_groups(v, l.k32_per_group, l.chunks * l.chunk_k / 32);
   return v;
 }
 
+// The group of 32-column block k32: a select between a shift and a multiply-high, no branch.
 __device__ __forceinline__ int group_of(const QWeightView& w, int k32) {
-  if (w.k32_per_group == 0) return 0;
-  const int g = w.group_shift >= 0 ? (k32 >> w.group_shift) : k32 / w.k32_per_group;
+  const int g = w.group_shift >= 0 ? (k32 >> w.group_shift)
+                                   : static_cast<int>(__umulhi(static_cast<unsigned>(k32), w.group_magic));
   return min(g, w.n_groups - 1);  // k32 blocks of column padding reuse the last group
 }
 

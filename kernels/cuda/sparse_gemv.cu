@@ -397,8 +397,7 @@ SparseArgs weight_args(const GpuSparse24QWeight& w) {
   a.w.tiles = static_cast<int>(l.tiles);
   a.w.chunks = static_cast<int>(l.chunks());
   a.w.n_groups = static_cast<int>(l.n_groups);
-  a.w.k32_per_group = static_cast<int>(l.k32_per_group);
-  a.w.group_shift = group_shift_of(l.k32_per_group);
+  set_groups(a.w, l.k32_per_group, l.supers * 4);
   a.meta = reinterpret_cast<const uint2*>(w.meta());
   a.supers = static_cast<int>(l.supers);
   a.n = static_cast<int>(l.rows);
