@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   // Programmatic dependent launch (sm_90): everything above reads only the weight; x, y and the
   // workspace may still be in use by the kernel before this one in the stream.
   grid_dependency_wait();
+  launch_dependents();  // the next kernel's blocks may start prefetching beside ours (gemv_fused)
   stage_x<MP>(p, xs, c0 * KC, (c1 - c0) * KC);
   __syncthreads();
 
@@ -94,7 +95,6 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
     }
   }
 
-  launch_dependents();  // the next kernel's blocks may start prefetching as ours retire
   // C fragment: c0,c1 → (row g, token 2·tig + {0,1}), c2,c3 → row g + 8.
   if (p.splits == 1) {
     if (tile_ok) store_tile_f16<NT>(acc, p.y, p.m, p.n, t, g, tig);

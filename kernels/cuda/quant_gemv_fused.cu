@@ -52,6 +52,10 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
     b1.load(p.w, wp, t, g, c0 + kGemvPrefetch, c1);
   }
   grid_dependency_wait();  // the input and output may belong to the kernel before this one
+  // The next kernel's blocks may now become resident beside ours (a block of 8 warps takes half
+  // an SM) and stream their weights while this one stages, multiplies and stores; they wait for
+  // all of it at their own grid_dependency_wait.
+  launch_dependents();
   // one round in flight where zero points take the registers
   stage<PRO, ASYM ? 1 : 2, W>(p.x, p.w.chunks * KC, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
     *reinterpret_cast<uint4*>(row + c) = make_uint4(h[0], h[1], h[2], h[3]);
@@ -87,7 +91,6 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
       if (cb + kGemvPrefetch < c1) consume(b1, cb + kGemvPrefetch);
     }
   }
-  launch_dependents();
 
   if (!add_tile_partials<NT>(acc, part, warp, lane, ks, p.wpt) || !tile_ok) return;
   if constexpr (!kEarlyAdd) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);
@@ -139,17 +142,23 @@ bool gemv_fused_fits(const GemvLayout& l, int64_t m) {
   return m >= 1 && m <= 16 && static_cast<size_t>(m * stage_stride(l) * 2) <= kMaxStageBytes;
 }
 
-GemvFusedConfig fused_block_shape(int64_t tiles, int64_t units, int64_t vectors, int sm_count) {
+GemvFusedConfig fused_block_shape(int64_t tiles, int64_t units, int64_t vectors, int64_t m, int sm_count) {
   // Every warp's time is its chain of dependent instructions (ncu: about 7 cycles per issued
   // instruction at two warps per scheduler, so the SM's issue rate is not the limit): its K slice
   // of units, its share of staging x, and a fixed cost per block (staging's L2 round trips, the
   // barriers, the K reduction and the stores; worth about 5 chunks in the H200 sweep of
   // docs/perf/cuda.md), times the waves the grid needs. Pick the shape with the least of that; on
   // a tie the one with more blocks (more SMs pulling weights).
+  // One token: 8-warp blocks only. They take half an SM's registers, so the next kernel of a
+  // decode step, launched early (PDL), becomes resident beside them and streams its weights
+  // meanwhile; 16-warp blocks fill the SM and shut it out (H100, TinyLlama decode: +1.2-2.3 % end
+  // to end). With more tokens a kernel's own time dominates: forcing 8 warps at 16 tokens cost
+  // 43 % (docs/perf/cuda.md, "Launch overlap").
   constexpr int64_t kBlockCost = 5;
   GemvFusedConfig best{8, 1};
   int64_t best_cost = -1, best_blocks = 0;
-  for (int warps : {8, 16})
+  for (int warps : {8, 16}) {
+    if (warps == 16 && m == 1) continue;
     for (int tpb = 1; tpb <= warps; tpb *= 2) {
       const int64_t wpt = warps / tpb, blocks = (tiles + tpb - 1) / tpb;
       const int64_t waves = (blocks + int64_t{sm_count} * (16 / warps) - 1) / (int64_t{sm_count} * (16 / warps));
@@ -160,11 +169,12 @@ GemvFusedConfig fused_block_shape(int64_t tiles, int64_t units, int64_t vectors,
         best_blocks = blocks;
       }
     }
+  }
   return best;
 }
 
 GemvFusedConfig gemv_fused_config(const GemvLayout& l, int64_t m, int sm_count) {
-  return fused_block_shape(l.tiles, l.chunks, m * l.chunks * l.chunk_k / 8, sm_count);  // 8 staged inputs per vector
+  return fused_block_shape(l.tiles, l.chunks, m * l.chunks * l.chunk_k / 8, m, sm_count);  // 8 staged inputs per vector
 }
 
 void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,

@@ -52,8 +52,9 @@ struct GemvFusedConfig {
 GemvFusedConfig gemv_fused_config(const GemvLayout& l, int64_t m, int sm_count);
 // The same model for any GEMV that keeps K inside a block: `tiles` 16-row tiles of `units` units
 // of work each (gemv_fused: chunks; gemv_sparse24_w4: supers of 128 inputs, about the same
-// instructions), `vectors` 8-input vectors of x to stage.
-GemvFusedConfig fused_block_shape(int64_t tiles, int64_t units, int64_t vectors, int sm_count);
+// instructions), `vectors` 8-input vectors of x to stage, m tokens. For one token it takes 8-warp
+// blocks only, which leave half of each SM to the next kernel's blocks (launch overlap).
+GemvFusedConfig fused_block_shape(int64_t tiles, int64_t units, int64_t vectors, int64_t m, int sm_count);
 
 // One launch; no allocation (graph-capturable); x and y must not overlap except y == residual.
 // Moves the weight bytes of gemv_quantized plus the input (m·K, or 2·m·K for SwiGLU, re-read from

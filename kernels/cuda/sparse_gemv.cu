@@ -167,6 +167,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_kernel(const SparseAr
     b1.load(p, t, g, lane, s0 + kP, s1);
   }
   grid_dependency_wait();  // the input and output may belong to the kernel before this one
+  launch_dependents();     // their weights stream in beside ours, as in gemv_fused
 
   // x in the order the m16n8k32 B fragment wants: lane tig's eight inputs of a chunk
   // (2·tig + 8j + {0, 1}, j = 0..3) side by side, so pair (2·tig + 8j) of chunk ch sits at word
@@ -201,7 +202,6 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_kernel(const SparseAr
       if (sb + kP < s1) consume(b1, sb + kP);
     }
   }
-  launch_dependents();
 
   if (!add_tile_partials<NT>(acc, part, warp, lane, ks, p.wpt) || !tile_ok) return;
   if constexpr (!EARLY_ADD) load_addends<NT>(p.o, add, p.x.m, p.n, t, g, tig);
@@ -411,7 +411,7 @@ bool gemv_sparse24_fits(const Sparse24QLayout& l, int64_t m) {
 }
 
 GemvFusedConfig gemv_sparse24_config(const Sparse24QLayout& l, int64_t m, int sm_count) {
-  return fused_block_shape(l.tiles, l.supers, m * l.supers * 16, sm_count);  // 16 staged vectors of 8 per super
+  return fused_block_shape(l.tiles, l.supers, m * l.supers * 16, m, sm_count);  // 16 staged vectors of 8 per super
 }
 
 void gemv_sparse24_w4(const GpuSparse24QWeight& w, const GemvPrologue& pro, const GemvEpilogue& epi, int64_t m,
