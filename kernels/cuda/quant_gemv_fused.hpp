@@ -48,7 +48,7 @@ struct GemvFusedConfig {
 };
 
 // The shape that gives each warp the shortest chain of work (its K slice plus its share of
-// staging x) over the fewest waves of blocks.
+// staging x) over the fewest waves of blocks; 8-warp blocks for one token (fused_block_shape).
 GemvFusedConfig gemv_fused_config(const GemvLayout& l, int64_t m, int sm_count);
 // The same model for any GEMV that keeps K inside a block: `tiles` 16-row tiles of `units` units
 // of work each (gemv_fused: chunks; gemv_sparse24_w4: supers of 128 inputs, about the same
