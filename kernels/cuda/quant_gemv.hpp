@@ -52,6 +52,17 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
 void pack_group_params(const QuantizedWeight& w, int64_t tiles, std::vector<uint16_t>& scales,
                        std::vector<uint8_t>& zeros);
 
+// How the kernels find a 32-column block's group without a division: k32 >> shift for
+// power-of-two groups (per channel, k32_per_group 0: shift 30, every block in group 0), else
+// shift −1 and the high 32 bits of k32 · magic with magic = ⌈2³²/k32_per_group⌉, which equal
+// k32 / k32_per_group while k32 · (magic · k32_per_group − 2³²) < 2³², so for k32 < 2¹⁶. Throws
+// (naming the sizes) where k32_blocks or k32_per_group reach 2¹⁶ without a power of two.
+struct GroupIndex {
+  int shift = 0;
+  uint32_t magic = 0;
+};
+GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks);
+
 // A quantized linear weight on the device (read-only once uploaded).
 class GpuQuantWeight {
  public:

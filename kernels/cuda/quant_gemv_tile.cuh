@@ -6,7 +6,6 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <string>
 
 #include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/quant_gemv.hpp"
@@ -21,25 +20,16 @@ struct QWeightView {
   const __half2* scales;
   const uchar2* zeros;
   int tiles, chunks, n_groups, k32_per_group;
-  int group_shift;       // k32 → group: k32 >> group_shift (power-of-two groups; per channel: 30), or
-  uint32_t group_magic;  // with group_shift −1, umulhi(k32, group_magic)
+  int group_shift;       // k32 → group: k32 >> group_shift, or with −1 umulhi(k32, group_magic)
+  uint32_t group_magic;  // (quant_gemv.hpp group_index)
 };
 
-// How group_of finds a 32-column block's group without a division: a shift for power-of-two
-// groups (and per channel, where every block has group 0), else a multiply-high by ⌈2³²/d⌉, which
-// is exact for k32 · (⌈2³²/d⌉·d − 2³²) < 2³², so for fewer than 2¹⁶ blocks of K.
+// group_of's shift or multiply-high (quant_gemv.hpp group_index).
 inline void set_groups(QWeightView& v, int64_t k32_per_group, int64_t k32_blocks) {
+  const GroupIndex gi = group_index(k32_per_group, k32_blocks);
   v.k32_per_group = static_cast<int>(k32_per_group);
-  v.group_shift = k32_per_group == 0 ? 30 : -1;
-  v.group_magic = 0;
-  for (int s = 0; s < 30 && v.group_shift < 0; ++s)
-    if (k32_per_group == (int64_t{1} << s)) v.group_shift = s;
-  if (v.group_shift < 0) {
-    if (k32_blocks >= (int64_t{1} << 16) || k32_per_group >= (int64_t{1} << 16))
-      throw Error("quantized GEMV: " + std::to_string(k32_blocks * 32) + " inputs in groups of " +
-                  std::to_string(k32_per_group * 32) + " exceed the kernels' group indexing (2^21 inputs)");
-    v.group_magic = static_cast<uint32_t>(((uint64_t{1} << 32) + k32_per_group - 1) / k32_per_group);
-  }
+  v.group_shift = gi.shift;
+  v.group_magic = gi.magic;
 }
 
 inline QWeightView weight_view(const GpuQuantWeight& w) {

@@ -43,6 +43,31 @@ TEST_CASE("repack_for_gpu and plan_gemv reject what the GPU kernels do not take"
   CHECK(plan_gemv(big.layout, 1, 132, 3).splits <= 3);
 }
 
+TEST_CASE("group_index gives each 32-column block its group as integer division does") {
+  // The kernels take k32 >> shift, or umulhi(k32, magic) where the group size is not a power of
+  // two; both are checked here against k32 / k32_per_group for every block below the limit.
+  for (int64_t d : {1, 2, 4, 64, 1024}) {
+    const GroupIndex gi = group_index(d, 1 << 20);
+    REQUIRE(gi.shift >= 0);
+    for (int64_t k = 0; k < (1 << 20); k += 7)
+      if ((k >> gi.shift) != k / d) FAIL("group size " << d * 32 << ", block " << k);
+  }
+  CHECK(group_index(0, 1 << 20).shift == 30);  // per channel: every block in group 0
+  std::vector<int64_t> sizes;
+  for (int64_t d = 3; d < 2048; d += 2) sizes.push_back(d);  // odd sizes, then even non-powers of two
+  for (int64_t d : {6, 10, 12, 24, 48, 96, 100, 1000, 4095, 32767, 40000, 65535}) sizes.push_back(d);
+  for (const int64_t d : sizes) {
+    const GroupIndex gi = group_index(d, (1 << 16) - 1);
+    REQUIRE(gi.shift == -1);
+    for (uint64_t k = 0; k < (1u << 16); ++k) {
+      const uint64_t got = (k * gi.magic) >> 32;  // __umulhi
+      if (got != k / static_cast<uint64_t>(d)) FAIL("group size " << d * 32 << ", block " << k << ": " << got);
+    }
+  }
+  CHECK_THROWS_WITH_AS(group_index(3, 1 << 16), doctest::Contains("group indexing"), Error);
+  CHECK_NOTHROW(group_index(4, int64_t{1} << 24));  // powers of two have no limit here
+}
+
 TEST_CASE("repacked fragments hold each weight code exactly once") {
   // Decodes the INT8 layout with the fragment map spelled out independently (PTX ISA, f16 A
   // fragment of mma.m16n8k16) and checks it against q(r, c) + 128 everywhere, padding too.
