@@ -12,6 +12,19 @@
 
 namespace llmc::kernels::cuda {
 
+// How the kernels find a 32-column block's group without a division: k32 >> shift for
+// power-of-two groups (per channel, k32_per_group 0: shift 30, every block in group 0), else
+// shift −1 and the high 32 bits of k32 · magic with magic = ⌈2³²/k32_per_group⌉, which equal
+// k32 / k32_per_group while k32 · (magic · k32_per_group − 2³²) < 2³², so for k32 < 2¹⁶. Throws
+// (naming the sizes, after `where`) where k32_blocks or k32_per_group reach 2¹⁶ without a power
+// of two. Computed once, at repacking, into the layout.
+struct GroupIndex {
+  int shift = 30;  // the default layout's k32_per_group 0
+  uint32_t magic = 0;
+};
+GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks, const std::string& where = "");
+
+
 // Geometry of the repacked weight. Rows are padded to tiles of 16 (one mma.m16n8k16 A operand),
 // columns to chunks of chunk_k: the k-range one lane covers with one 16-byte load in a warp-wide
 // 512-byte load of a tile (64 values at INT4, 32 at INT8).
@@ -24,6 +37,7 @@ struct GemvLayout {
   int64_t chunks = 0;              // ceil(K / chunk_k)
   int64_t n_groups = 0;
   int64_t k32_per_group = 0;       // group length / 32; 0 when one group spans the row
+  GroupIndex groups;               // group_index(k32_per_group, chunks · chunk_k / 32)
 
   int64_t padded_rows() const { return tiles * 16; }
 };
@@ -51,17 +65,6 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
 // `tiles` 16-row tiles (zeros left empty for symmetric weights). Shared with the 2:4 layout.
 void pack_group_params(const QuantizedWeight& w, int64_t tiles, std::vector<uint16_t>& scales,
                        std::vector<uint8_t>& zeros);
-
-// How the kernels find a 32-column block's group without a division: k32 >> shift for
-// power-of-two groups (per channel, k32_per_group 0: shift 30, every block in group 0), else
-// shift −1 and the high 32 bits of k32 · magic with magic = ⌈2³²/k32_per_group⌉, which equal
-// k32 / k32_per_group while k32 · (magic · k32_per_group − 2³²) < 2³², so for k32 < 2¹⁶. Throws
-// (naming the sizes) where k32_blocks or k32_per_group reach 2¹⁶ without a power of two.
-struct GroupIndex {
-  int shift = 0;
-  uint32_t magic = 0;
-};
-GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks);
 
 // A quantized linear weight on the device (read-only once uploaded).
 class GpuQuantWeight {

@@ -15,20 +15,20 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks) {
+GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks, const std::string& where) {
   GroupIndex gi;
   if (k32_per_group == 0) {
     gi.shift = 30;  // k32 < 2³⁰: every block in group 0
     return gi;
   }
-  check(k32_per_group > 0 && k32_blocks >= 0, "group_index: negative sizes");
+  check(k32_per_group > 0 && k32_blocks >= 0, where + "group_index: negative sizes");
   for (int s = 0; s < 30; ++s)
     if (k32_per_group == (int64_t{1} << s)) {
       gi.shift = s;
       return gi;
     }
   if (k32_blocks >= (int64_t{1} << 16) || k32_per_group >= (int64_t{1} << 16))
-    throw Error(std::to_string(k32_blocks * 32) + " inputs in groups of " + std::to_string(k32_per_group * 32) +
+    throw Error(where + std::to_string(k32_blocks * 32) + " inputs in groups of " + std::to_string(k32_per_group * 32) +
                     " exceed the GPU kernels' group indexing (fewer than 2^21 inputs where the group size is not "
                     "a power of two)");
   gi.shift = -1;
@@ -61,11 +61,7 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
   l.chunks = ceil_div(w.cols, l.chunk_k);
   l.n_groups = ng;
   l.k32_per_group = ng == 1 ? 0 : gl / 32;
-  try {
-    group_index(l.k32_per_group, l.chunks * l.chunk_k / 32);
-  } catch (const Error& e) {
-    throw Error(where + e.what());
-  }
+  l.groups = group_index(l.k32_per_group, l.chunks * l.chunk_k / 32, where);
 
   // Padding (rows ≥ N or columns ≥ K) gets the code of value 0; the kernel also zero-fills the
   // activations past K, and rows ≥ N are never written.

@@ -5,8 +5,6 @@
 #pragma once
 #include <cuda_fp16.h>
 
-#include <cstdint>
-
 #include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/quant_gemv.hpp"
 
@@ -19,18 +17,9 @@ struct QWeightView {
   const uint4* packed;
   const __half2* scales;
   const uchar2* zeros;
-  int tiles, chunks, n_groups, k32_per_group;
-  int group_shift;       // k32 → group: k32 >> group_shift, or with −1 umulhi(k32, group_magic)
-  uint32_t group_magic;  // (quant_gemv.hpp group_index)
+  int tiles, chunks, n_groups;
+  GroupIndex groups;  // k32 → group: k32 >> shift, or with shift −1 umulhi(k32, magic) (quant_gemv.hpp)
 };
-
-// group_of's shift or multiply-high (quant_gemv.hpp group_index).
-inline void set_groups(QWeightView& v, int64_t k32_per_group, int64_t k32_blocks) {
-  const GroupIndex gi = group_index(k32_per_group, k32_blocks);
-  v.k32_per_group = static_cast<int>(k32_per_group);
-  v.group_shift = gi.shift;
-  v.group_magic = gi.magic;
-}
 
 inline QWeightView weight_view(const GpuQuantWeight& w) {
   const GemvLayout& l = w.layout();
@@ -41,14 +30,14 @@ inline QWeightView weight_view(const GpuQuantWeight& w) {
   v.tiles = static_cast<int>(l.tiles);
   v.chunks = static_cast<int>(l.chunks);
   v.n_groups = static_cast<int>(l.n_groups);
-  set_groups(v, l.k32_per_group, l.chunks * l.chunk_k / 32);
+  v.groups = l.groups;
   return v;
 }
 
 // The group of 32-column block k32: a select between a shift and a multiply-high, no branch.
 __device__ __forceinline__ int group_of(const QWeightView& w, int k32) {
-  const int g = w.group_shift >= 0 ? (k32 >> w.group_shift)
-                                   : static_cast<int>(__umulhi(static_cast<unsigned>(k32), w.group_magic));
+  const int g = w.groups.shift >= 0 ? (k32 >> w.groups.shift)
+                                    : static_cast<int>(__umulhi(static_cast<unsigned>(k32), w.groups.magic));
   return min(g, w.n_groups - 1);  // k32 blocks of column padding reuse the last group
 }
 

@@ -397,7 +397,7 @@ SparseArgs weight_args(const GpuSparse24QWeight& w) {
   a.w.tiles = static_cast<int>(l.tiles);
   a.w.chunks = static_cast<int>(l.chunks());
   a.w.n_groups = static_cast<int>(l.n_groups);
-  set_groups(a.w, l.k32_per_group, l.supers * 4);
+  a.w.groups = l.groups;
   a.meta = reinterpret_cast<const uint2*>(w.meta());
   a.supers = static_cast<int>(l.supers);
   a.n = static_cast<int>(l.rows);

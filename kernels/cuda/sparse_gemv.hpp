@@ -25,6 +25,7 @@ struct Sparse24QLayout {
   int64_t supers = 0;  // ceil(cols / 128)
   int64_t n_groups = 0;
   int64_t k32_per_group = 0;  // group length / 32; 0 when one group spans the row
+  GroupIndex groups;          // group_index(k32_per_group, chunks()) (quant_gemv.hpp)
 
   int64_t chunks() const { return supers * 4; }
 };

@@ -147,11 +147,7 @@ RepackedSparse24Q repack_sparse24_w4(const QuantizedWeight& w, const std::string
   l.symmetric = w.symmetric;
   l.n_groups = ng;
   l.k32_per_group = ng == 1 ? 0 : gl / 32;
-  try {
-    group_index(l.k32_per_group, l.chunks());
-  } catch (const Error& e) {
-    throw Error(where + e.what());
-  }
+  l.groups = group_index(l.k32_per_group, l.chunks(), where);
 
   // The code of value 0 in (row, column)'s group: what padding and pruned inputs hold.
   const int offset = w.symmetric ? 8 : 0;

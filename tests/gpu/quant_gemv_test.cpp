@@ -66,6 +66,11 @@ TEST_CASE("group_index gives each 32-column block its group as integer division 
   }
   CHECK_THROWS_WITH_AS(group_index(3, 1 << 16), doctest::Contains("group indexing"), Error);
   CHECK_NOTHROW(group_index(4, int64_t{1} << 24));  // powers of two have no limit here
+  // repacking stores the weight's index in its layout, where the kernels read it
+  const GemvLayout g96 = repack_for_gpu(random_quantized(4, true, 20, 192, 96, 3), "w").layout;
+  CHECK(g96.groups.shift == -1);
+  CHECK(g96.groups.magic == group_index(3, 4).magic);
+  CHECK(repack_for_gpu(random_quantized(4, true, 20, 256, 128, 3), "w").layout.groups.shift == 2);
 }
 
 TEST_CASE("repacked fragments hold each weight code exactly once") {
