@@ -32,6 +32,8 @@ namespace kcu = llmc::kernels::cuda;
 
 namespace cuda_detail {
 
+constexpr int64_t kGemvMaxRows = 16;  // gemv_quantized takes 1..16 rows
+
 enum class VType : uint8_t { F16, F32, I32 };
 inline size_t vsize(VType t) { return t == VType::F16 ? 2 : 4; }
 
@@ -167,6 +169,11 @@ struct CudaSession::Impl {
   int64_t emb_row_bytes = 0;  // f16 bytes of the embedding rows one token reads
   bool any_quantized = false;
   bool sparse_scratch = false;  // a 2:4 linear takes the dequantize + cuBLAS path at ≤ 16 rows
+  // The f16 scratch of the dequantize / decompress + cuBLAS paths (max_dequant_nk halves): for
+  // more rows than the GEMVs take, or a 2:4 linear that needs it at ≤ 16.
+  bool needs_prefill_scratch() const {
+    return max_dequant_nk > 0 && (max_rows > cuda_detail::kGemvMaxRows || sparse_scratch);
+  }
   // 2:4 f16 linears through gemv_sparse24_f16 at decode and decompress + cuBLAS above, not
   // cuSPARSELt (opt.sparse_gemv on, sparse_layout auto, sm_80+)
   bool sparse_own = false;

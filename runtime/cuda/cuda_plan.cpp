@@ -431,7 +431,7 @@ void CudaSession::Impl::plan_memory() {
   for (int64_t b : slot_bytes) mem.activations += b;
   mem.workspace = 32 << 20;  // cuBLAS (dense_gemm.cpp)
   if (any_quantized) mem.workspace += 16 * 16 * (max_quant_rows + 128) * 4;
-  if (max_rows > kGemvMaxRows || sparse_scratch) mem.workspace += max_dequant_nk * 2;  // prefill scratch
+  if (needs_prefill_scratch()) mem.workspace += max_dequant_nk * 2;
   attn_ws_rows = std::min<int64_t>(max_rows, kGemvMaxRows * opt.max_batch);
   if (!attns.empty()) mem.workspace += attn_ws_rows * max_heads * (kAttnMaxSplits * (max_head_dim + 2) + 1) * 4;
   if (w8_max_n) mem.workspace += max_rows * (w8_max_k + 4 + 4 * w8_max_n) + (32 << 20);  // + cuBLASLt workspace

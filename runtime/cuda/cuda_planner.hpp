@@ -14,7 +14,6 @@
 
 namespace llmc::runtime::cuda_detail {
 
-constexpr int64_t kGemvMaxRows = 16;  // gemv_quantized takes 1..16 rows
 constexpr int kAttnMaxSplits = 32;
 
 inline bool is_llmc(const Node& n, const char* op) { return n.domain == "llmc" && n.op == op; }

@@ -146,7 +146,7 @@ void CudaSession::Impl::upload() {
   for (int64_t b : slot_bytes) slots.emplace_back(static_cast<size_t>(b));
   cublas = std::make_unique<kcu::CublasHandle>();
   if (any_quantized) gemv_ws = std::make_unique<kcu::GemvWorkspace>(max_quant_rows, 16);
-  if (max_dequant_nk > 0 && (max_rows > 16 || sparse_scratch))
+  if (needs_prefill_scratch())
     prefill_scratch = kcu::DeviceBuffer<uint16_t>(static_cast<size_t>(max_dequant_nk));
   if (!attns.empty())
     attn_ws = std::make_unique<kcu::AttentionWorkspace>(attn_ws_rows, max_heads, max_head_dim, 32);
