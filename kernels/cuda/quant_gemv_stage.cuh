@@ -116,6 +116,46 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
   const int vpr = kp / 8, total = p.m * vpr;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if constexpr (PRO == kRms) {
+    // One token whose row fits one round (decode): the row stays in registers between the
+    // statistics and the scaling, so staging costs one L2 round trip instead of two, and every
+    // thread adds the warps' sums itself instead of waiting at a second barrier. The same
+    // arithmetic in the same order as the general path below, so the same bits.
+    if (p.m == 1 && vpr <= kThreads * kRound) {
+      float x[kRound][8], u[kRound][8];
+#pragma unroll
+      for (int r = 0; r < kRound; ++r) {
+        const int v = threadIdx.x + r * kThreads;
+        if (v < vpr) {
+          load8(p, p.in, 0, v * 8, x[r]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) u[r][e] = v * 8 + e < p.k ? __ldg(p.norm_w + v * 8 + e) : 0.0f;
+        }
+      }
+      float s = 0;
+#pragma unroll
+      for (int r = 0; r < kRound; ++r)
+        if (threadIdx.x + r * kThreads < vpr)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) s += x[r][e] * x[r][e];
+      s = warp_sum(s);
+      if (lane == 0) red[warp] = s;
+      __syncthreads();
+      float t = 0;
+#pragma unroll
+      for (int w = 0; w < W; ++w) t += red[w];
+      const float iv = rsqrtf(t / p.k + p.eps);
+#pragma unroll
+      for (int r = 0; r < kRound; ++r) {
+        const int v = threadIdx.x + r * kThreads;
+        if (v >= vpr) break;
+        uint32_t h[4];
+#pragma unroll
+        for (int e = 0; e < 8; e += 2)
+          h[e / 2] = as_u32(__floats2half2_rn(x[r][e] * iv * u[r][e], x[r][e + 1] * iv * u[r][e + 1]));
+        store(xs, v * 8, h);
+      }
+      return;
+    }
     for (int mm = 0; mm < p.m; ++mm) {
       float s = 0;
       for (int v0 = threadIdx.x; v0 < vpr; v0 += kThreads * kRound) {
