@@ -109,7 +109,8 @@ __device__ __forceinline__ void load8(const StageArgs& p, const void* base, int 
 // store(row, c, h) puts the eight inputs c .. c + 7 (four half2 words h) of a staged row where the
 // kernel's fragments read them. Every load of a round (kRound vectors of 8 per thread) is issued
 // before any is used: staging costs about one L2 round trip per round (two for RMSNorm: the
-// statistics first), not one per element. red: [16·W] floats, inv: [16].
+// statistics first, except for one token whose row fits one round), not one per element.
+// red: [16·W] floats, inv: [16].
 template <int PRO, int kRound, int W, class Store>
 __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, float* red, float* inv, Store store) {
   constexpr int kThreads = W * 32;
