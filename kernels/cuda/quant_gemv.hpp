@@ -24,7 +24,6 @@ struct GroupIndex {
 };
 GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks, const std::string& where = "");
 
-
 // Geometry of the repacked weight. Rows are padded to tiles of 16 (one mma.m16n8k16 A operand),
 // columns to chunks of chunk_k: the k-range one lane covers with one 16-byte load in a warp-wide
 // 512-byte load of a tile (64 values at INT4, 32 at INT8).

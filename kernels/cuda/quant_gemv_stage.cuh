@@ -119,8 +119,10 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
   if constexpr (PRO == kRms) {
     // One token whose row fits one round (decode): the row stays in registers between the
     // statistics and the scaling, so staging costs one L2 round trip instead of two, and every
-    // thread adds the warps' sums itself instead of waiting at a second barrier. The same
-    // arithmetic in the same order as the general path below, so the same bits.
+    // thread adds the warps' sums itself instead of waiting at a second barrier. The operations
+    // and their order are those of the general path below (sum of squares per thread, warps in
+    // index order, x · inv · w), so the staged row should be the same bits; no test compares the
+    // two paths bit for bit.
     if (p.m == 1 && vpr <= kThreads * kRound) {
       float x[kRound][8], u[kRound][8];
 #pragma unroll
