@@ -64,11 +64,11 @@ const char* cuda_sparse_layout_name(CudaSparseLayout l) {
 
 // cuSPARSELt's plan creation cannot be captured, so every row count gets its plans here, before a
 // prefill chunk of it runs or graph_for captures a step of it — never inside a capture. A new
-// plan may also grow the context's workspace (sparse_gemm.cpp reallocates it to the largest any
-// plan asked for), freeing the buffer that graphs captured earlier hold: those graphs are
-// dropped and captured again on their next use.
+// plan may also grow the context's workspace (SparseContext reallocates it to the largest any
+// plan asked for, sparse_gemm_plan.hpp), freeing the buffer that graphs captured earlier hold:
+// those graphs are dropped and captured again on their next use.
 void CudaSession::Impl::prepare_sparse(int64_t rows) {
-  const int64_t m_pad = (rows + 15) / 16 * 16;  // sparse_gemm.cpp plans per padded M
+  const int64_t m_pad = (rows + 15) / 16 * 16;  // SparseContext plans per padded M (sparse_gemm_search.cpp)
   if (!sp_ctx || sp_prepared.count(m_pad)) return;
   for (auto& l : linears) {
     if (l->kind != LinearKind::Sparse24 || !l->sp) continue;
