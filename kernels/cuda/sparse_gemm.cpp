@@ -69,6 +69,19 @@ Sparse24Weight Sparse24Weight::upload(SparseContext& ctx, const Tensor& w, const
 
 using namespace detail;
 
+namespace {
+
+// Zeroed bytes after the compressed weight: cuSPARSELt 0.8.0's sm90 kernels (e.g.
+// sm90_xmma_sparse_gemm_f16f16_f16f32_f32_tn_n_tilesize64x256x128) read whole 1 KiB chunks past
+// the end of the compressed matrix when its rows do not fill the last tile (compute-sanitizer
+// memcheck on n = 144: 768 bytes past a 46,080-byte buffer); the rows read there are masked out
+// of the result. 64 KiB covers a full 256-row tile's over-read.
+constexpr size_t kCompressedSlack = 64u << 10;
+
+bool stores_transposed(SparseLayout l) { return l == SparseLayout::kSparseAT || l == SparseLayout::kSparseBT; }
+
+}  // namespace
+
 SparseContext::SparseContext(int64_t max_m, int64_t max_n, int64_t max_k, bool search, SparseLayout layout)
     : layout_(layout) {
   check(max_m > 0 && max_n > 0 && max_k > 0, "SparseContext: sizes must be positive, got m=" + std::to_string(max_m) +

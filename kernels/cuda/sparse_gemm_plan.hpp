@@ -37,21 +37,9 @@ inline void lt_check(cusparseStatus_t st, const char* what) {
 
 inline int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
-inline constexpr size_t kInitialWorkspace = 32u << 20;
-// Zeroed bytes after the compressed weight: cuSPARSELt 0.8.0's sm90 kernels (e.g.
-// sm90_xmma_sparse_gemm_f16f16_f16f32_f32_tn_n_tilesize64x256x128) read whole 1 KiB chunks past
-// the end of the compressed matrix when its rows do not fill the last tile (compute-sanitizer
-// memcheck on n = 144: 768 bytes past a 46,080-byte buffer); the rows read there are masked out
-// of the result. 64 KiB covers a full 256-row tile's over-read.
-inline constexpr size_t kCompressedSlack = 64u << 10;
 inline constexpr unsigned kAlign = 16;
-// cusparseLtGetVersion's 0.10.0: the first release whose search ran (docs/perf/cuda.md).
-inline constexpr int kSearchMinVersion = 1000;
-inline constexpr int kSearchReps = 10;      // calls per timing graph
-inline constexpr double kVerifyTol = 1e-2;  // accumulation order (split-K) moves results by ~1e-3 of the largest
 
 inline bool sparse_is_a(SparseLayout l) { return l == SparseLayout::kSparseA || l == SparseLayout::kSparseAT; }
-inline bool stores_transposed(SparseLayout l) { return l == SparseLayout::kSparseAT || l == SparseLayout::kSparseBT; }
 
 // The structured operand holding W [n, k] (op N in every layout): as A it is op(A) = W [n, k],
 // as B it is op(B) = Wᵀ [k, n]; the 2:4 groups run along k either way.

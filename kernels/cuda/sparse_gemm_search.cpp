@@ -16,6 +16,12 @@ using namespace detail;
 
 namespace {
 
+constexpr size_t kInitialWorkspace = 32u << 20;
+// cusparseLtGetVersion's 0.10.0: the first release whose search ran (docs/perf/cuda.md).
+constexpr int kSearchMinVersion = 1000;
+constexpr int kSearchReps = 10;      // calls per timing graph
+constexpr double kVerifyTol = 1e-2;  // accumulation order (split-K) moves results by ~1e-3 of the largest
+
 std::string fmt_us(double us) {
   char b[32];
   std::snprintf(b, sizeof(b), "%.1fus", us);
