@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   int runs = 100;
   bool quick = false;
-  bool only_w8a8_sparse = false, sparse_search = false, sparse_layouts = false, tinyllama = false;
+  bool only_w8a8_sparse = false, sparse_search = false, sparse_layouts = false, tinyllama = false, decode = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) {
@@ -130,10 +130,12 @@ int main(int argc, char** argv) {
       sparse_layouts = true;  // 2:4 rows for every operand layout cuSPARSELt plans, not only kSparseA
     } else if (a == "--tinyllama") {
       tinyllama = true;  // TinyLlama-1.1B's decode linears (q|k|v, o, gate|up, down) at M = 1 and 16 instead
+    } else if (a == "--decode") {
+      decode = true;  // M = 1 and 16 only, without the W8A8 and cuSPARSELt rows (the decode GEMVs)
     } else if (a == "--w8a8-sparse") {
       only_w8a8_sparse = true;  // cuBLAS f16, W8A8 and 2:4 sparse rows only
     } else {
-      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search] [--sparse-layouts] [--tinyllama]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search] [--sparse-layouts] [--tinyllama] [--decode]\n");
       return 2;
     }
   }
@@ -200,10 +202,8 @@ int main(int argc, char** argv) {
     std::vector<Shape> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
     if (quick) shapes = {{11008, 4096}};
     std::vector<int64_t> ms = {1, 16, 128, 2048};
-    if (tinyllama) {
-      shapes = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
-      ms = {1, 16};
-    }
+    if (tinyllama) shapes = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
+    if (tinyllama || decode) ms = {1, 16};
     const int64_t max_m = 2048;
     int64_t max_n = 0, max_k = 0;  // the contexts below cover every shape
     for (const Shape& sh : shapes) max_n = std::max(max_n, sh.n), max_k = std::max(max_k, sh.k);
@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
       std::vector<Sparse24Weight> w;
     };
     std::vector<SparseRow> sparse_rows;
-    if (sparse24_available()) {
+    if (sparse24_available() && !decode) {
       const int version = sparse24_library_version();
       std::fprintf(stderr, "cuSPARSELt %d\n", version);
       for (const SparseLayout l : {SparseLayout::kSparseA, SparseLayout::kSparseAT, SparseLayout::kSparseB,
@@ -237,7 +237,7 @@ int main(int argc, char** argv) {
                                  "sparse24_f16_searched" + suffix, {}});
       }
       if (sparse_search && version < 1000) std::fprintf(stderr, "cuSPARSELt < 0.10: no searched rows\n");
-    } else {
+    } else if (!decode) {
       std::fprintf(stderr, "built without cuSPARSELt: no 2:4 sparse rows\n");
     }
     std::fprintf(stderr, "W8A8 CUTLASS sm_90 path: %s\n", int8_cutlass_available() ? "yes" : "no (cuBLASLt only)");
@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
         });
         rows.push_back({n, k, m, "cublas_f16", t_cublas * 1e6, act + 2.0 * n * k, flops, t_cublas * 1e6});
         log_row(rows.back());
-        {
+        if (!decode) {
           const double wb = static_cast<double>(wi8[0].weight_bytes());
           auto w8a8_row = [&](const char* name, Int8Backend be, bool with_quant) {
             const auto call = [&](int i) {
@@ -411,7 +411,7 @@ int main(int argc, char** argv) {
           log_row(rows.back());
         }
       }
-      if (!only_w8a8_sparse) {  // the dequantization alone (the prefill path's overhead over cuBLAS)
+      if (!only_w8a8_sparse && !decode) {  // the dequantization alone (the prefill path's overhead over cuBLAS)
         const double td = time_per_call(s, 12, runs, [&](int i) { dequantize_to_f16(w4[i % n4], scratch.data(), s); });
         rows.push_back({n, k, 0, "w4_dequant_to_f16", td * 1e6, w4[0].weight_bytes() + 2.0 * n * k, 0, 0});
         log_row(rows.back());
