@@ -29,6 +29,16 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   return v;
 }
 
+// 16 bytes global → shared memory without passing through registers (sm_80+), in flight until
+// cp_async_wait_all(): a loop of these issues every copy before any lands, so staging costs one
+// L2 round trip, not one per iteration. The first src_bytes (0 or 16) are read, the rest of the
+// 16 filled with zeros (src is not read at 0 but must still be a valid global address).
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* src, int src_bytes) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+
 // (a & b) | c in one instruction.
 __device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t r;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/cuda/act_util.cuh"
+#include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/quant_gemv_fused.hpp"
 
 namespace llmc::kernels::cuda::detail {
@@ -110,7 +111,7 @@ __device__ __forceinline__ void load8(const StageArgs& p, const void* base, int 
 // kernel's fragments read them. Every load of a round (kRound vectors of 8 per thread) is issued
 // before any is used: staging costs about one L2 round trip per round (two for RMSNorm: the
 // statistics first, except for one token whose row fits one round), not one per element.
-// red: [16·W] floats, inv: [16].
+// red: [W] floats, inv: [16].
 template <int PRO, int kRound, int W, class Store>
 __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, float* red, float* inv, Store store) {
   constexpr int kThreads = W * 32;
@@ -159,30 +160,27 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
       }
       return;
     }
-    for (int mm = 0; mm < p.m; ++mm) {
+    // Several tokens: warp w takes tokens w, w + W, ..., each lane kRound vectors of a row in
+    // flight at a time (the registers of the main pass below), so the statistics cost about one
+    // L2 round trip per token of the warp and 32·kRound vectors (K = 2048, 16 tokens: 4 round
+    // trips on 16 warps), not one per token of the block; the warp's sum is the token's, with no
+    // exchange between warps.
+    constexpr int kStat = kRound;
+    for (int mm = warp; mm < p.m; mm += W) {
       float s = 0;
-      for (int v0 = threadIdx.x; v0 < vpr; v0 += kThreads * kRound) {
-        float x[kRound][8];
+      for (int v0 = lane; v0 < vpr; v0 += 32 * kStat) {
+        float x[kStat][8];
 #pragma unroll
-        for (int r = 0; r < kRound; ++r) {
-          const int v = v0 + r * kThreads;
-          if (v < vpr) load8(p, p.in, mm, v * 8, x[r]);
-        }
+        for (int r = 0; r < kStat; ++r)
+          if (v0 + r * 32 < vpr) load8(p, p.in, mm, (v0 + r * 32) * 8, x[r]);
 #pragma unroll
-        for (int r = 0; r < kRound; ++r)
-          if (v0 + r * kThreads < vpr)
+        for (int r = 0; r < kStat; ++r)
+          if (v0 + r * 32 < vpr)
 #pragma unroll
             for (int e = 0; e < 8; ++e) s += x[r][e] * x[r][e];
       }
       s = warp_sum(s);
-      if (lane == 0) red[mm * W + warp] = s;
-    }
-    __syncthreads();
-    if (threadIdx.x < p.m) {
-      float t = 0;
-#pragma unroll
-      for (int w = 0; w < W; ++w) t += red[threadIdx.x * W + w];
-      inv[threadIdx.x] = rsqrtf(t / p.k + p.eps);
+      if (lane == 0) inv[mm] = rsqrtf(s / p.k + p.eps);
     }
     __syncthreads();
   }
@@ -223,6 +221,23 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
       store(xs + mm * p.xs_stride, c, h);
     }
   }
+}
+
+// The plain prologue's f16 input copied as it is into rows of xs (xs_stride halves apart, zero
+// past K) through cp.async: every copy of the block in flight at once, one L2 round trip whatever
+// m is (16 tokens of 2048 inputs are 8 vectors per thread of 16 warps, 4 rounds of stage()'s
+// register path). Needs an f16 input aligned for 16-byte loads (p.vec) and a kernel that reads
+// x in its original column order; the caller's barrier follows.
+template <int W>
+__device__ __forceinline__ void stage_copy(const StageArgs& p, int kp, __half* xs) {
+  const int vpr = kp / 8, total = p.m * vpr;
+  const __half* in = static_cast<const __half*>(p.in);
+  for (int i = threadIdx.x; i < total; i += W * 32) {
+    const int mm = i / vpr, c = (i - mm * vpr) * 8;
+    const bool inside = c < p.k;  // p.vec: K is a multiple of 8
+    cp_async16(xs + mm * p.xs_stride + c, inside ? in + mm * p.ld_in + c : in, inside ? 16 : 0);
+  }
+  cp_async_wait_all();
 }
 
 // The outputs of tile t this lane holds in the C fragments: c0, c1 → (row g, tokens
