@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
   float* part = reinterpret_cast<float*>(xs + p.x.m * p.x.xs_stride);  // [warp][NT·4][32], 16-byte aligned
-  __shared__ float red[W], inv[16];
+  __shared__ float red[16], inv[16];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
@@ -56,11 +56,14 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
   // an SM) and stream their weights while this one stages, multiplies and stores; they wait for
   // all of it at their own grid_dependency_wait.
   launch_dependents();
+  // Several tokens' RMSNorm statistics take twice the loads per round where 16 tokens (NT = 2)
+  // leave the registers; the kernels of up to 8 tokens, one-token decode among them, keep theirs.
+  constexpr int kStat = (ASYM ? 1 : 2) * (NT == 2 ? 2 : 1);
   if (PRO == kPlain && !p.x.in_f32 && p.x.vec) {
     stage_copy<W>(p.x, p.w.chunks * KC, xs);
   } else {
     // one round in flight where zero points take the registers
-    stage<PRO, ASYM ? 1 : 2, W>(p.x, p.w.chunks * KC, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
+    stage<PRO, ASYM ? 1 : 2, W, kStat>(p.x, p.w.chunks * KC, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
       *reinterpret_cast<uint4*>(row + c) = make_uint4(h[0], h[1], h[2], h[3]);
     });
   }

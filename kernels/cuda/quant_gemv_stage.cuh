@@ -111,8 +111,8 @@ __device__ __forceinline__ void load8(const StageArgs& p, const void* base, int 
 // kernel's fragments read them. Every load of a round (kRound vectors of 8 per thread) is issued
 // before any is used: staging costs about one L2 round trip per round (two for RMSNorm: the
 // statistics first, except for one token whose row fits one round), not one per element.
-// red: [W] floats, inv: [16].
-template <int PRO, int kRound, int W, class Store>
+// red, inv: [16] floats (W ≤ 16).
+template <int PRO, int kRound, int W, int kStat = kRound, class Store>
 __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, float* red, float* inv, Store store) {
   constexpr int kThreads = W * 32;
   const int vpr = kp / 8, total = p.m * vpr;
@@ -120,10 +120,9 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
   if constexpr (PRO == kRms) {
     // One token whose row fits one round (decode): the row stays in registers between the
     // statistics and the scaling, so staging costs one L2 round trip instead of two, and every
-    // thread adds the warps' sums itself instead of waiting at a second barrier. The operations
-    // and their order are those of the general path below (sum of squares per thread, warps in
-    // index order, x · inv · w), so the staged row should be the same bits; no test compares the
-    // two paths bit for bit.
+    // thread adds the warps' sums itself instead of waiting at a second barrier. The general
+    // path below adds the squares in another order, so the two may differ in the last bits of
+    // the norm (both are checked against the host's RMSNorm).
     if (p.m == 1 && vpr <= kThreads * kRound) {
       float x[kRound][8], u[kRound][8];
 #pragma unroll
@@ -160,32 +159,69 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
       }
       return;
     }
-    // Several tokens: warp w takes tokens w, w + W, ..., each lane kRound vectors of a row in
-    // flight at a time (the registers of the main pass below), so the statistics cost about one
-    // L2 round trip per token of the warp and 32·kRound vectors (K = 2048, 16 tokens: 4 round
-    // trips on 16 warps), not one per token of the block; the warp's sum is the token's, with no
-    // exchange between warps.
-    constexpr int kStat = kRound;
-    for (int mm = warp; mm < p.m; mm += W) {
+    // The general case: S = W / m warps per token (1 from m = W on), each a segment of the row
+    // with kStat vectors per lane in flight at a time (the registers of the scaling pass below),
+    // so the statistics cost about one L2 round trip per 32·S·kStat vectors and token of a warp
+    // (K = 2048, 16 tokens: 2 round trips on 16 warps; the order before this took one per token
+    // of the block). The segments' sums add in segment order: the result is deterministic.
+    const int S = p.m >= W ? 1 : W / p.m, seg = warp % S;
+    for (int mm = warp / S; mm < p.m; mm += W / S) {
       float s = 0;
-      for (int v0 = lane; v0 < vpr; v0 += 32 * kStat) {
+      for (int v0 = seg * 32 + lane; v0 < vpr; v0 += 32 * S * kStat) {
         float x[kStat][8];
 #pragma unroll
         for (int r = 0; r < kStat; ++r)
-          if (v0 + r * 32 < vpr) load8(p, p.in, mm, (v0 + r * 32) * 8, x[r]);
+          if (v0 + r * 32 * S < vpr) load8(p, p.in, mm, (v0 + r * 32 * S) * 8, x[r]);
 #pragma unroll
         for (int r = 0; r < kStat; ++r)
-          if (v0 + r * 32 < vpr)
+          if (v0 + r * 32 * S < vpr)
 #pragma unroll
             for (int e = 0; e < 8; ++e) s += x[r][e] * x[r][e];
       }
       s = warp_sum(s);
-      if (lane == 0) inv[mm] = rsqrtf(s / p.k + p.eps);
+      if (lane == 0) red[mm * S + seg] = s;
     }
     __syncthreads();
+    if (threadIdx.x < p.m) {
+      float t = 0;
+      for (int j = 0; j < S; ++j) t += red[threadIdx.x * S + j];
+      inv[threadIdx.x] = rsqrtf(t / p.k + p.eps);
+    }
+    __syncthreads();
+    // Scaling, column-major: a thread keeps one vector's norm weights and scales that column of
+    // kTok tokens per round; where a row has fewer vectors than the block has threads, `groups`
+    // threads share a column, each a different set of tokens. Every round trip then carries
+    // kTok·8 inputs per thread and the weights come once (K = 2048, 16 tokens, 16 warps: 3 rounds;
+    // 4 in the row-major order of the other prologues below, with the weights loaded per vector).
+    constexpr int kTok = kStat == kRound ? 2 * kRound - 1 : kStat;  // x and the weights in about 2·kStat vectors' registers
+    const int groups = vpr < kThreads ? kThreads / vpr : 1, gi = vpr < kThreads ? threadIdx.x / vpr : 0;
+    if (gi >= groups) return;  // threads past groups·vpr: nothing to stage
+    for (int v = threadIdx.x - gi * vpr; v < vpr; v += kThreads) {
+      const int c = v * 8;
+      float u[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) u[e] = c + e < p.k ? __ldg(p.norm_w + c + e) : 0.0f;
+      for (int m0 = gi * kTok; m0 < p.m; m0 += groups * kTok) {
+        float x[kTok][8];
+#pragma unroll
+        for (int r = 0; r < kTok; ++r)
+          if (m0 + r < p.m) load8(p, p.in, m0 + r, c, x[r]);
+#pragma unroll
+        for (int r = 0; r < kTok; ++r) {
+          if (m0 + r >= p.m) break;
+          const float iv = inv[m0 + r];
+          uint32_t h[4];
+#pragma unroll
+          for (int e = 0; e < 8; e += 2)  // zero past K: x and the weight are
+            h[e / 2] = as_u32(__floats2half2_rn(x[r][e] * iv * u[e], x[r][e + 1] * iv * u[e + 1]));
+          store(xs + (m0 + r) * p.xs_stride, c, h);
+        }
+      }
+    }
+    return;
   }
   for (int i0 = threadIdx.x; i0 < total; i0 += kThreads * kRound) {
-    float x[kRound][8], u[PRO == kPlain ? 1 : kRound][8];  // u: up (SwiGLU) or the norm weights
+    float x[kRound][8], u[PRO == kPlain ? 1 : kRound][8];  // u: up (SwiGLU)
 #pragma unroll
     for (int r = 0; r < kRound; ++r) {
       const int i = i0 + r * kThreads;
@@ -193,10 +229,6 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
         const int mm = i / vpr, c = (i - mm * vpr) * 8;
         load8(p, p.in, mm, c, x[r]);
         if constexpr (PRO == kSwiglu) load8(p, static_cast<const __half*>(p.in) + p.up_col, mm, c, u[r]);
-        if constexpr (PRO == kRms) {
-#pragma unroll
-          for (int e = 0; e < 8; ++e) u[r][e] = c + e < p.k ? __ldg(p.norm_w + c + e) : 0.0f;
-        }
       }
     }
 #pragma unroll
@@ -208,10 +240,7 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
 #pragma unroll
       for (int e = 0; e < 8; e += 2) {
         float a = x[r][e], b = x[r][e + 1];
-        if constexpr (PRO == kRms) {
-          a = a * inv[mm] * u[r][e];  // zero past K: x and the weight are
-          b = b * inv[mm] * u[r][e + 1];
-        } else if constexpr (PRO == kSwiglu) {
+        if constexpr (PRO == kSwiglu) {
           // fast exp and reciprocal: a few f32 ulps, far below the f16 rounding of the result
           a = __fdividef(a, 1.0f + __expf(-a)) * u[r][e];
           b = __fdividef(b, 1.0f + __expf(-b)) * u[r][e + 1];

@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) sparse24_kernel(const SparseAr
   extern __shared__ uint4 smem[];
   __half* xs = reinterpret_cast<__half*>(smem);
   float* part = reinterpret_cast<float*>(xs + p.x.m * p.x.xs_stride);  // [warp][NT·4][32]
-  __shared__ float red[W], inv[16];
+  __shared__ float red[16], inv[16];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
