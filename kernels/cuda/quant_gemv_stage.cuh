@@ -219,35 +219,36 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
       }
     }
     return;
-  }
-  for (int i0 = threadIdx.x; i0 < total; i0 += kThreads * kRound) {
-    float x[kRound][8], u[PRO == kPlain ? 1 : kRound][8];  // u: up (SwiGLU)
+  } else {
+    for (int i0 = threadIdx.x; i0 < total; i0 += kThreads * kRound) {
+      float x[kRound][8], u[PRO == kPlain ? 1 : kRound][8];  // u: up (SwiGLU)
 #pragma unroll
-    for (int r = 0; r < kRound; ++r) {
-      const int i = i0 + r * kThreads;
-      if (i < total) {
-        const int mm = i / vpr, c = (i - mm * vpr) * 8;
-        load8(p, p.in, mm, c, x[r]);
-        if constexpr (PRO == kSwiglu) load8(p, static_cast<const __half*>(p.in) + p.up_col, mm, c, u[r]);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kRound; ++r) {
-      const int i = i0 + r * kThreads;
-      if (i >= total) break;
-      const int mm = i / vpr, c = (i - mm * vpr) * 8;
-      uint32_t h[4];
-#pragma unroll
-      for (int e = 0; e < 8; e += 2) {
-        float a = x[r][e], b = x[r][e + 1];
-        if constexpr (PRO == kSwiglu) {
-          // fast exp and reciprocal: a few f32 ulps, far below the f16 rounding of the result
-          a = __fdividef(a, 1.0f + __expf(-a)) * u[r][e];
-          b = __fdividef(b, 1.0f + __expf(-b)) * u[r][e + 1];
+      for (int r = 0; r < kRound; ++r) {
+        const int i = i0 + r * kThreads;
+        if (i < total) {
+          const int mm = i / vpr, c = (i - mm * vpr) * 8;
+          load8(p, p.in, mm, c, x[r]);
+          if constexpr (PRO == kSwiglu) load8(p, static_cast<const __half*>(p.in) + p.up_col, mm, c, u[r]);
         }
-        h[e / 2] = as_u32(__floats2half2_rn(a, b));
       }
-      store(xs + mm * p.xs_stride, c, h);
+#pragma unroll
+      for (int r = 0; r < kRound; ++r) {
+        const int i = i0 + r * kThreads;
+        if (i >= total) break;
+        const int mm = i / vpr, c = (i - mm * vpr) * 8;
+        uint32_t h[4];
+#pragma unroll
+        for (int e = 0; e < 8; e += 2) {
+          float a = x[r][e], b = x[r][e + 1];
+          if constexpr (PRO == kSwiglu) {
+            // fast exp and reciprocal: a few f32 ulps, far below the f16 rounding of the result
+            a = __fdividef(a, 1.0f + __expf(-a)) * u[r][e];
+            b = __fdividef(b, 1.0f + __expf(-b)) * u[r][e + 1];
+          }
+          h[e / 2] = as_u32(__floats2half2_rn(a, b));
+        }
+        store(xs + mm * p.xs_stride, c, h);
+      }
     }
   }
 }
