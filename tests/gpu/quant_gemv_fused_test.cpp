@@ -86,9 +86,10 @@ TEST_CASE("gemv_fused without prologue matches linear_quantized for every block 
 TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches norm → linear → add on the CPU") {
   LLMC_REQUIRE_GPU();
   // 4608 inputs: one token's row takes the general path on 8 warps (one warp per row segment),
-  // the one-round path on 16.
+  // the one-round path on 16. Rows 4 floats apart past K are read 16 bytes at a time (300 inputs:
+  // the last vector half inside K), rows 3 past K one float at a time.
   const std::vector<GemvShape> shapes = {{4, true, 2560, 2048, 128}, {4, false, 1000, 576, 64}, {8, true, 300, 200, 0},
-                                         {4, true, 300, 4608, 128}};
+                                         {4, true, 300, 4608, 128}, {8, false, 100, 300, 0}};
   uint32_t seed = 700;
   for (const GemvShape& s : shapes) {
     const TestWeight tw = test_weight(s, ++seed);
@@ -97,29 +98,31 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
     const std::vector<float>& wf = tw.wf;
     const auto gamma = random_floats(s.k, ++seed, 0.5f, 1.5f), bias = random_floats(s.n, ++seed, -0.5f, 0.5f);
     for (int64_t m : {1, 5, 16}) {
-      if (!gemv_fused_fits(gw.layout(), m)) continue;
-      const int64_t ld = s.k + 3;  // a view inside a wider buffer
-      const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * s.n, ++seed, -2.0f, 2.0f);
-      const std::vector<float> x = test::rmsnorm_staged(h, ld, gamma, m, s.k, 1e-5f);
-      std::vector<float> ref(m * s.n);
-      kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
-      for (int64_t r = 0; r < m; ++r)
-        for (int64_t j = 0; j < s.n; ++j) ref[r * s.n + j] += bias[j] + res[r * s.n + j];
-      auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
-      DeviceBuffer<float> dh(h), dg(gamma), db(bias), dr(res), dy(std::vector<float>(m * s.n, NAN));
-      GemvPrologue pro{GemvPrologue::Kind::RmsNorm, Act{dh.data(), ld, ActType::F32}};
-      pro.norm_weight = dg.data();
-      pro.eps = 1e-5f;
-      GemvEpilogue epi{Act{dy.data(), s.n, ActType::F32}, db.data(), Act{dr.data(), s.n, ActType::F32}};
-      for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{16, 2}}) {
-        dy.upload(std::vector<float>(m * s.n, NAN));
-        gemv_fused(gw, pro, epi, m, nullptr, cfg);
-        LLMC_CUDA_CHECK(cudaDeviceSynchronize());
-        std::ostringstream what;
-        what << "RMSNorm prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " m=" << m << " warps=" << cfg.warps
-             << " tiles/block=" << cfg.tiles_per_block;
-        // A staged x may differ from the host's by one f16 ulp where rsqrtf and 1/sqrt round apart.
-        check_close_f32(dy.download(), ref, abs_sum, 2e-4, what.str());
+      for (int64_t pad : {3, 4}) {
+        if (!gemv_fused_fits(gw.layout(), m)) continue;
+        const int64_t ld = s.k + pad;  // a view inside a wider buffer
+        const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * s.n, ++seed, -2.0f, 2.0f);
+        const std::vector<float> x = test::rmsnorm_staged(h, ld, gamma, m, s.k, 1e-5f);
+        std::vector<float> ref(m * s.n);
+        kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = 0; j < s.n; ++j) ref[r * s.n + j] += bias[j] + res[r * s.n + j];
+        auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
+        DeviceBuffer<float> dh(h), dg(gamma), db(bias), dr(res), dy(std::vector<float>(m * s.n, NAN));
+        GemvPrologue pro{GemvPrologue::Kind::RmsNorm, Act{dh.data(), ld, ActType::F32}};
+        pro.norm_weight = dg.data();
+        pro.eps = 1e-5f;
+        GemvEpilogue epi{Act{dy.data(), s.n, ActType::F32}, db.data(), Act{dr.data(), s.n, ActType::F32}};
+        for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{16, 2}}) {
+          dy.upload(std::vector<float>(m * s.n, NAN));
+          gemv_fused(gw, pro, epi, m, nullptr, cfg);
+          LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+          std::ostringstream what;
+          what << "RMSNorm prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " ld=" << ld << " m=" << m
+               << " warps=" << cfg.warps << " tiles/block=" << cfg.tiles_per_block;
+          // A staged x may differ from the host's by one f16 ulp where rsqrtf and 1/sqrt round apart.
+          check_close_f32(dy.download(), ref, abs_sum, 2e-4, what.str());
+        }
       }
     }
   }
