@@ -63,9 +63,10 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
     stage_copy<W>(p.x, p.w.chunks * KC, xs);
   } else {
     // one round in flight where zero points take the registers
-    stage<PRO, ASYM ? 1 : 2, W, kStat>(p.x, p.w.chunks * KC, xs, red, inv, [](__half* row, int c, const uint32_t (&h)[4]) {
-      *reinterpret_cast<uint4*>(row + c) = make_uint4(h[0], h[1], h[2], h[3]);
-    });
+    stage<PRO, ASYM ? 1 : 2, W, kStat>(p.x, p.w.chunks * KC, xs, red, inv,
+                                       [](__half* row, int c, const uint32_t (&h)[4]) {
+                                         *reinterpret_cast<uint4*>(row + c) = make_uint4(h[0], h[1], h[2], h[3]);
+                                       });
   }
   __syncthreads();
 

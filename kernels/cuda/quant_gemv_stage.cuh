@@ -162,8 +162,8 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
     // The general case: S = W / m warps per token (1 from m = W on), each a segment of the row
     // with kStat vectors per lane in flight at a time (the registers of the scaling pass below),
     // so the statistics cost about one L2 round trip per 32·S·kStat vectors and token of a warp
-    // (K = 2048, 16 tokens: 2 round trips on 16 warps; the order before this took one per token
-    // of the block). The segments' sums add in segment order: the result is deterministic.
+    // (K = 2048, 16 tokens on 16 warps, kStat = 4: 2 round trips; the order before this took one
+    // per token of the block). The segments' sums add in segment order: deterministic.
     const int S = p.m >= W ? 1 : W / p.m, seg = warp % S;
     for (int mm = warp / S; mm < p.m; mm += W / S) {
       float s = 0;
@@ -191,9 +191,10 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
     // Scaling, column-major: a thread keeps one vector's norm weights and scales that column of
     // kTok tokens per round; where a row has fewer vectors than the block has threads, `groups`
     // threads share a column, each a different set of tokens. Every round trip then carries
-    // kTok·8 inputs per thread and the weights come once (K = 2048, 16 tokens, 16 warps: 3 rounds;
-    // 4 in the row-major order of the other prologues below, with the weights loaded per vector).
-    constexpr int kTok = kStat == kRound ? 2 * kRound - 1 : kStat;  // x and the weights in about 2·kStat vectors' registers
+    // kTok·8 inputs per thread and the weights come once (K = 2048, 16 tokens, 16 warps: 2 rounds
+    // at kTok = 4; 4 in the row-major order of the other prologues below, which would load the
+    // weights per vector). kTok keeps x and the weights in about the registers of 2·kStat vectors.
+    constexpr int kTok = kStat == kRound ? 2 * kRound - 1 : kStat;
     const int groups = vpr < kThreads ? kThreads / vpr : 1, gi = vpr < kThreads ? threadIdx.x / vpr : 0;
     if (gi >= groups) return;  // threads past groups·vpr: nothing to stage
     for (int v = threadIdx.x - gi * vpr; v < vpr; v += kThreads) {
@@ -264,8 +265,8 @@ __device__ __forceinline__ void stage_copy(const StageArgs& p, int kp, __half* x
   const __half* in = static_cast<const __half*>(p.in);
   for (int i = threadIdx.x; i < total; i += W * 32) {
     const int mm = i / vpr, c = (i - mm * vpr) * 8;
-    const bool inside = c < p.k;  // p.vec: K is a multiple of 8
-    cp_async16(xs + mm * p.xs_stride + c, inside ? in + mm * p.ld_in + c : in, inside ? 16 : 0);
+    const int bytes = min(max(p.k - c, 0), 8) * 2;  // the inputs inside K; zeros after them
+    cp_async16(xs + mm * p.xs_stride + c, bytes ? in + mm * p.ld_in + c : in, bytes);
   }
   cp_async_wait_all();
 }

@@ -83,6 +83,33 @@ TEST_CASE("gemv_fused without prologue matches linear_quantized for every block 
   }
 }
 
+TEST_CASE("gemv_fused without prologue reads a strided f16 view only inside K") {
+  LLMC_REQUIRE_GPU();
+  // K = 100 in rows 104 apart: aligned for 16-byte copies, the last vector half inside K, and NaN
+  // in the 4 columns past K, which must not reach the output.
+  const GemvShape s{4, false, 37, 100, 0};
+  const TestWeight tw = test_weight(s, 650);
+  const int64_t ld = 104;
+  for (int64_t m : {1, 16}) {
+    const auto x = random_half(m * s.k, 651 + static_cast<uint32_t>(m));
+    std::vector<uint16_t> view(m * ld, 0x7E00);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < s.k; ++c) view[r * ld + c] = x.bits[r * s.k + c];
+    std::vector<float> ref(m * s.n);
+    kernels::cpu::linear_quantized(x.vals.data(), tw.w, nullptr, ref.data(), m);
+    const auto abs_sum = test::abs_products(x.vals, tw.wf, m, s.n, s.k);
+    DeviceBuffer<uint16_t> dx(view), dy(m * s.n);
+    for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{16, 2}}) {
+      dy.upload(std::vector<uint16_t>(m * s.n, 0x7E00));
+      gemv_fused(tw.gw, GemvPrologue{GemvPrologue::Kind::None, Act{dx.data(), ld, ActType::F16}},
+                 GemvEpilogue{Act{dy.data(), s.n, ActType::F16}, nullptr, Act{}}, m, nullptr, cfg);
+      LLMC_CUDA_CHECK(cudaDeviceSynchronize());
+      test::check_close(dy.download(), ref, abs_sum, 1e-4,
+                        "strided view, m=" + std::to_string(m) + " warps=" + std::to_string(cfg.warps));
+    }
+  }
+}
+
 TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches norm → linear → add on the CPU") {
   LLMC_REQUIRE_GPU();
   // 4608 inputs: one token's row takes the general path on 8 warps (one warp per row segment),
