@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/quant_gemm.hpp"
 #include "runtime/ir/tensor.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
 
 namespace llmc::test {
 
@@ -59,6 +61,28 @@ inline void check_close_f32(const std::vector<float>& got, const std::vector<flo
   }
   INFO(what << ": worst error/tolerance " << worst);
   CHECK(bad == 0);
+}
+
+// One case of the RMSNorm prologue with bias and f32 residual: residual-stream rows h (m rows, ld
+// apart), the residual res, and the host's y = linear(rmsnorm(h)) + bias + res with Σ|x·w| per
+// output (the tolerance's scale). Draws h and res from `seed`, advancing it.
+struct RmsCase {
+  std::vector<float> h, res, ref;
+  std::vector<double> abs_sum;
+};
+inline RmsCase rms_case(const QuantizedWeight& w, const std::vector<float>& wf, const std::vector<float>& gamma,
+                        const std::vector<float>& bias, int64_t m, int64_t ld, uint32_t& seed) {
+  const int64_t n = w.rows, k = w.cols;
+  RmsCase c;
+  c.h = random_floats(m * ld, ++seed, -3.0f, 3.0f);
+  c.res = random_floats(m * n, ++seed, -2.0f, 2.0f);
+  const std::vector<float> x = rmsnorm_staged(c.h, ld, gamma, m, k, 1e-5f);
+  c.ref.resize(m * n);
+  kernels::cpu::linear_quantized(x.data(), w, nullptr, c.ref.data(), m);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < n; ++j) c.ref[r * n + j] += bias[j] + c.res[r * n + j];
+  c.abs_sum = abs_products(x, wf, m, n, k);
+  return c;
 }
 
 }  // namespace llmc::test

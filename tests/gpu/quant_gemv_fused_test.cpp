@@ -128,14 +128,8 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
       for (int64_t pad : {3, 4}) {
         if (!gemv_fused_fits(gw.layout(), m)) continue;
         const int64_t ld = s.k + pad;  // a view inside a wider buffer
-        const auto h = random_floats(m * ld, ++seed, -3.0f, 3.0f), res = random_floats(m * s.n, ++seed, -2.0f, 2.0f);
-        const std::vector<float> x = test::rmsnorm_staged(h, ld, gamma, m, s.k, 1e-5f);
-        std::vector<float> ref(m * s.n);
-        kernels::cpu::linear_quantized(x.data(), w, nullptr, ref.data(), m);
-        for (int64_t r = 0; r < m; ++r)
-          for (int64_t j = 0; j < s.n; ++j) ref[r * s.n + j] += bias[j] + res[r * s.n + j];
-        auto abs_sum = test::abs_products(x, wf, m, s.n, s.k);
-        DeviceBuffer<float> dh(h), dg(gamma), db(bias), dr(res), dy(std::vector<float>(m * s.n, NAN));
+        const test::RmsCase c = test::rms_case(w, wf, gamma, bias, m, ld, seed);
+        DeviceBuffer<float> dh(c.h), dg(gamma), db(bias), dr(c.res), dy(std::vector<float>(m * s.n, NAN));
         GemvPrologue pro{GemvPrologue::Kind::RmsNorm, Act{dh.data(), ld, ActType::F32}};
         pro.norm_weight = dg.data();
         pro.eps = 1e-5f;
@@ -148,7 +142,7 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
           what << "RMSNorm prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " ld=" << ld << " m=" << m
                << " warps=" << cfg.warps << " tiles/block=" << cfg.tiles_per_block;
           // A staged x may differ from the host's by one f16 ulp where rsqrtf and 1/sqrt round apart.
-          check_close_f32(dy.download(), ref, abs_sum, 2e-4, what.str());
+          check_close_f32(dy.download(), c.ref, c.abs_sum, 2e-4, what.str());
         }
       }
     }
