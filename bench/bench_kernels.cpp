@@ -275,12 +275,16 @@ int main(int argc, char** argv) {
       DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m * n)), scratch(static_cast<size_t>(n * k));
       const int nd = static_cast<int>(dense.size()), n4 = static_cast<int>(w4.size()), n8 = static_cast<int>(w8.size());
       // W8A8: INT8 per-channel weight copies; activations quantized once (gemm rows) or in the
-      // timed call (linear rows, from f16 x).
+      // timed call (linear rows, from f16 x). Not with --decode, which has no W8A8 rows (the seed
+      // advances either way, so the other rows' data do not depend on the flag).
       std::vector<Int8Weight> wi8;
-      wi8.push_back(Int8Weight::upload(random_weight(8, n, k, 0, ++seed), "w8a8"));
-      while (static_cast<int>(wi8.size()) < copies_for(wi8[0].weight_bytes())) wi8.push_back(wi8[0].clone());
+      const uint64_t w8a8_seed = ++seed;
+      if (!decode) {
+        wi8.push_back(Int8Weight::upload(random_weight(8, n, k, 0, w8a8_seed), "w8a8"));
+        while (static_cast<int>(wi8.size()) < copies_for(wi8[0].weight_bytes())) wi8.push_back(wi8[0].clone());
+        quantize_act_s8(x.data(), nullptr, w8a8_ctx.qx(), w8a8_ctx.sx(), max_m, k, wi8[0].k_pad(), 0.0f, s);
+      }
       const int ni8 = static_cast<int>(wi8.size());
-      quantize_act_s8(x.data(), nullptr, w8a8_ctx.qx(), w8a8_ctx.sx(), max_m, k, wi8[0].k_pad(), 0.0f, s);
       // 2:4 sparse f16: the dense random weight with two of each four inputs zeroed (varying
       // positions), compressed once for cuSPARSELt and packed once for gemv_sparse24_f16.
       std::vector<GpuSparse24F16Weight> wf24;

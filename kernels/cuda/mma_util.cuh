@@ -31,7 +31,7 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
 
 // 16 bytes global → shared memory without passing through registers (sm_80+), in flight until
 // cp_async_wait_all(): a loop of these issues every copy before any lands, so staging costs one
-// L2 round trip, not one per iteration. The first src_bytes (0 or 16) are read, the rest of the
+// L2 round trip, not one per iteration. The first src_bytes (0..16) are read, the rest of the
 // 16 filled with zeros (src is not read at 0 but must still be a valid global address).
 __device__ __forceinline__ void cp_async16(void* smem_dst, const void* src, int src_bytes) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));

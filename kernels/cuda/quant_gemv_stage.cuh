@@ -79,6 +79,12 @@ inline OutArgs out_args(const GemvEpilogue& epi, const char* who) {
   return o;
 }
 
+// The RMSNorm weights of columns c .. c + 7, zero past K.
+__device__ __forceinline__ void load_norm8(const StageArgs& p, int c, float (&u)[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) u[e] = c + e < p.k ? __ldg(p.norm_w + c + e) : 0.0f;
+}
+
 // Eight consecutive inputs of row mm from column c (c a multiple of 8), zero past K; 16-byte
 // loads when the host found the view aligned (p.vec).
 __device__ __forceinline__ void load8(const StageArgs& p, const void* base, int mm, int c, float (&v)[8]) {
@@ -130,8 +136,7 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
         const int v = threadIdx.x + r * kThreads;
         if (v < vpr) {
           load8(p, p.in, 0, v * 8, x[r]);
-#pragma unroll
-          for (int e = 0; e < 8; ++e) u[r][e] = v * 8 + e < p.k ? __ldg(p.norm_w + v * 8 + e) : 0.0f;
+          load_norm8(p, v * 8, u[r]);
         }
       }
       float s = 0;
@@ -200,8 +205,7 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
     for (int v = threadIdx.x - gi * vpr; v < vpr; v += kThreads) {
       const int c = v * 8;
       float u[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) u[e] = c + e < p.k ? __ldg(p.norm_w + c + e) : 0.0f;
+      load_norm8(p, c, u);
       for (int m0 = gi * kTok; m0 < p.m; m0 += groups * kTok) {
         float x[kTok][8];
 #pragma unroll
