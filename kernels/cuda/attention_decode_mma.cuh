@@ -75,6 +75,15 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
   const int h0 = kvh * a.group + chunk * kGroupRows, nh = min(kGroupRows, a.group - chunk * kGroupRows);
   const int s = blockIdx.y;
   const int past = *a.past;  // before the wait: not written by the kernel before (attention.hpp)
+  // The rotation of this thread's pairs in the staging below: every pass of that loop gives a
+  // thread the same pair index (threads are a multiple of D / 2), so its sine and cosine come
+  // once, here, before the wait instead of on the path after it.
+  static_assert((kMmaWarps * 32) % (D / 2) == 0);
+  float rot_sn = 0.0f, rot_cs = 1.0f;
+  if constexpr (FUSE) {
+    const int p = static_cast<int>(threadIdx.x) % (D / 2);
+    if (a.inv_freq && p < a.half) sincosf(static_cast<float>(past) * a.inv_freq[p], &rot_sn, &rot_cs);
+  }
   bool waited = false;
   const int kstride = a.hkv * D;  // between positions of the cache
   for (int64_t row = blockIdx.z; row < a.rows; row += gridDim.z) {
@@ -144,9 +153,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, 1) decode_kernel_mma(const Dec
       else if (FUSE && a.inv_freq && a.neox && p >= a.half) ia = a.rot + 2 * (p - a.half), ib = ia + 1;
       float x0 = src ? __half2float(src[ia]) : 0.0f, x1 = src ? __half2float(src[ib]) : 0.0f;
       if (rot) {  // (x0, x1) → (x0·cos − x1·sin, x1·cos + x0·sin), the arithmetic of rotate_smem
-        float sn, cs;
-        sincosf(static_cast<float>(past) * a.inv_freq[p], &sn, &cs);
-        const float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
+        const float y0 = x0 * rot_cs - x1 * rot_sn, y1 = x1 * rot_cs + x0 * rot_sn;
         x0 = y0, x1 = y1;
       }
       const __half h0x = __float2half_rn(x0), h1x = __float2half_rn(x1);
