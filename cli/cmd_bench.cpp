@@ -25,6 +25,9 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   opt.repeats = a["repeats"].as<int64_t>();
   opt.seed = a["seed"].as<uint64_t>();
   opt.profile = a.count("profile") > 0;
+  opt.trace = a.count("trace") > 0;
+  if (opt.trace && !runtime::kernel_trace_available())
+    throw Error("--trace: this llmcompress was built without CUPTI (CMake did not find CUDA::cupti)", ErrorKind::Usage);
   opt.fused_gemv = a.count("no-fused-gemv") == 0;
   opt.sparse_gemv = a.count("no-sparse-gemv") == 0;
   runtime::require_cuda_device(opt.device);  // before minutes of loading or synthesizing
@@ -64,6 +67,14 @@ int bench_cuda(const cxxopts::ParseResult& a) {
     std::printf("decode step, kernels timed one by one (us):\n");
     for (auto& [k, us] : r.step_profile_us) std::printf("  %-28s %9.1f\n", k.c_str(), us);
   }
+  if (r.step_trace.steps > 0) {
+    std::printf("decode step as the device ran it (%lld steps traced, median %.1f us per step):\n",
+                static_cast<long long>(r.step_trace.steps), r.step_trace.step_us);
+    std::printf("  %-48s %5s %12s %12s\n", "kernel", "count", "device us", "exposed us");
+    for (const auto& k : r.step_trace.kinds)
+      std::printf("  %-48.48s %5lld %12.1f %12.1f\n", k.kernel.c_str(), static_cast<long long>(k.per_step), k.device_us,
+                  k.exposed_us);
+  }
   return 0;
 }
 #endif
@@ -84,6 +95,8 @@ int cmd_bench(int argc, char** argv) {
       "repeats", "runs; the median is reported", cxxopts::value<int64_t>()->default_value("3"))(
       "seed", "seed of the random prompt (and of --synthetic weights)", cxxopts::value<uint64_t>()->default_value("0"))(
       "profile", "cuda: also time one decode step kernel by kernel, by kind")(
+      "trace", "cuda: also record 16 decode steps' kernels as the device runs them (CUPTI): per kernel kind, its "
+               "time on the device and its time on the step's path (end minus the previous kernel's end)")(
       "no-fused-gemv", "cuda: decode quantized linears with the split-K GEMV and separate norm/SwiGLU/add kernels")(
       "no-sparse-gemv", "cuda: 2:4 linears without the sparse GEMVs: INT4 ones as plain W4, f16 ones through cuSPARSELt")(
       "json", "print JSON")(
@@ -104,6 +117,9 @@ int cmd_bench(int argc, char** argv) {
   }
   if (backend != "cpu") throw Error("unknown --backend '" + backend + "' (cpu or cuda)", ErrorKind::Usage);
   if (a.count("synthetic")) throw Error("--synthetic runs on --backend cuda only", ErrorKind::Usage);
+  if (a.count("trace") || a.count("profile"))
+    throw Error(std::string("--") + (a.count("trace") ? "trace" : "profile") + " runs on --backend cuda only",
+                ErrorKind::Usage);
   if (a["batch"].as<int64_t>() != 1) throw Error("the CPU backend runs batch 1 only", ErrorKind::Usage);
   runtime::BenchOptions opt{a["prompt-len"].as<int64_t>(), a["gen-len"].as<int64_t>(), a["repeats"].as<int64_t>(),
                             a["seed"].as<uint64_t>()};

@@ -26,6 +26,15 @@ int64_t used_device_bytes() {
   return static_cast<int64_t>(total_b - free_b);
 }
 
+nlohmann::json trace_json(const StepTrace& t) {
+  if (t.steps == 0) return nullptr;
+  nlohmann::json kinds = nlohmann::json::array();
+  for (const StepShare& k : t.kinds)
+    kinds.push_back({{"kernel", k.kernel}, {"per_step", k.per_step}, {"device_us", k.device_us},
+                     {"exposed_us", k.exposed_us}});
+  return {{"steps", t.steps}, {"step_us", t.step_us}, {"kernels", kinds}};
+}
+
 }  // namespace
 
 nlohmann::json CudaBenchResult::to_json() const {
@@ -46,7 +55,8 @@ nlohmann::json CudaBenchResult::to_json() const {
           {"decode_pct_of_copy_bw", copy_gb_s > 0 ? 100 * decode_gb_s / copy_gb_s : 0},
           {"bandwidth_bound_tokens_per_s", bound_tok_s},
           {"sparse_24", sparse},
-          {"decode_step_profile_us", step_profile_us}};
+          {"decode_step_profile_us", step_profile_us},
+          {"decode_step_trace", trace_json(step_trace)}};
 }
 
 double measure_device_copy_bandwidth(int device) {
@@ -148,6 +158,11 @@ CudaBenchResult bench_cuda(const Model& m, double load_s, const CudaBenchOptions
     s.reset();
     s.forward_batch(prompts, true);
     r.step_profile_us = s.profile_step(o.batch, 20);
+  }
+  if (o.trace) {  // after the timed runs: tracing may slow the launches it records
+    s.reset();
+    const std::vector<int64_t> first = first_ids(s.forward_batch(prompts, true));
+    r.step_trace = split_steps(trace_kernels([&] { s.decode_greedy(first, std::min<int64_t>(o.gen_len, 16)); }));
   }
   return r;
 }

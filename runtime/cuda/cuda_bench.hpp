@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/cuda/cuda_session.hpp"
+#include "runtime/cuda/cuda_trace.hpp"
 
 namespace llmc::runtime {
 
@@ -18,6 +19,7 @@ struct CudaBenchOptions {
   uint64_t seed = 0;
   int device = 0;
   bool profile = false;  // also time one decode step kernel by kernel (CudaSession::profile_step)
+  bool trace = false;    // also record 16 decode steps' kernels as the device runs them (cuda_trace.hpp)
   bool fused_gemv = true;   // CudaOptions::fused_gemv
   bool sparse_gemv = true;  // CudaOptions::sparse_gemv
 };
@@ -39,6 +41,7 @@ struct CudaBenchResult {
   int64_t batch = 1;
   std::string sparse;  // 2:4 linears: the operand layout used ("sparse_a_t"), empty without them
   std::vector<std::pair<std::string, double>> step_profile_us;  // with CudaBenchOptions::profile
+  StepTrace step_trace;                                          // with CudaBenchOptions::trace
   // Bytes one generated token costs: the decode step's bytes over the sequences sharing it.
   double batch_bytes_per_token() const { return static_cast<double>(weight_bytes + kv_bytes) / batch; }
   nlohmann::json to_json() const;
