@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "runtime/ir/error.hpp"
@@ -28,7 +29,9 @@ double median(std::vector<double> v) {
 }
 
 #ifdef LLMC_HAVE_CUPTI
-std::vector<TracedKernel>* g_sink = nullptr;  // the trace being recorded (one at a time)
+// The trace being recorded (one at a time). CUPTI may hand buffers back from a thread of its own.
+std::mutex g_mutex;
+std::vector<TracedKernel>* g_sink = nullptr;
 
 // The CUPTI functions used here, from the library opened on first use.
 struct Cupti {
@@ -79,6 +82,7 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
 }
 
 void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid) {
+  const std::lock_guard<std::mutex> lock(g_mutex);
   CUpti_Activity* rec = nullptr;
   while (g_sink && cupti().next_record(buffer, valid, &rec) == CUPTI_SUCCESS) {
     if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL) continue;
@@ -144,7 +148,11 @@ std::vector<TracedKernel> trace_kernels(const std::function<void()>& run) {
   }
   std::vector<TracedKernel> out;
   LLMC_CUDA_CHECK(cudaDeviceSynchronize());
-  g_sink = &out;
+  auto set_sink = [](std::vector<TracedKernel>* v) {
+    const std::lock_guard<std::mutex> lock(g_mutex);
+    g_sink = v;
+  };
+  set_sink(&out);
   try {
     check_cupti(cupti().enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enabling kernel records");
     run();
@@ -153,10 +161,10 @@ std::vector<TracedKernel> trace_kernels(const std::function<void()>& run) {
     check_cupti(cupti().flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED), "flushing records");
   } catch (...) {
     cupti().disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
-    g_sink = nullptr;
+    set_sink(nullptr);
     throw;
   }
-  g_sink = nullptr;
+  set_sink(nullptr);
   std::sort(out.begin(), out.end(), [](const TracedKernel& a, const TracedKernel& b) { return a.start < b.start; });
   return out;
 #else
