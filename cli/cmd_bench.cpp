@@ -26,8 +26,7 @@ int bench_cuda(const cxxopts::ParseResult& a) {
   opt.seed = a["seed"].as<uint64_t>();
   opt.profile = a.count("profile") > 0;
   opt.trace = a.count("trace") > 0;
-  if (opt.trace && !runtime::kernel_trace_available())
-    throw Error("--trace: this llmcompress was built without CUPTI (CMake did not find CUDA::cupti)", ErrorKind::Usage);
+  if (opt.trace) runtime::require_kernel_trace();  // before minutes of loading
   opt.fused_gemv = a.count("no-fused-gemv") == 0;
   opt.sparse_gemv = a.count("no-sparse-gemv") == 0;
   runtime::require_cuda_device(opt.device);  // before minutes of loading or synthesizing

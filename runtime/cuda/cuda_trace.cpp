@@ -92,9 +92,6 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     t.start = k->start;
     t.end = k->end;
     t.launch = k->correlationId;
-    t.grid = int64_t{k->gridX} * k->gridY * k->gridZ;
-    t.block = int64_t{k->blockX} * k->blockY * k->blockZ;
-    t.registers = k->registersPerThread;
     g_sink->push_back(std::move(t));
   }
   std::free(buffer);
@@ -139,6 +136,12 @@ bool kernel_trace_available() {
 #endif
 }
 
+void require_kernel_trace() {
+  if (!kernel_trace_available())
+    throw Error("kernel trace: this llmcompress was built without CUPTI (CMake did not find CUDA::cupti)",
+                ErrorKind::Usage);
+}
+
 std::vector<TracedKernel> trace_kernels(const std::function<void()>& run) {
 #ifdef LLMC_HAVE_CUPTI
   static bool registered = false;
@@ -169,8 +172,8 @@ std::vector<TracedKernel> trace_kernels(const std::function<void()>& run) {
   return out;
 #else
   (void)run;
-  throw Error("kernel trace: this llmcompress was built without CUPTI (CMake did not find CUDA::cupti)",
-              ErrorKind::Usage);
+  require_kernel_trace();
+  return {};
 #endif
 }
 
@@ -193,7 +196,7 @@ StepTrace split_steps(const std::vector<TracedKernel>& kernels) {
     if (ks.size() != step_size) continue;
     std::sort(ks.begin(), ks.end(), [](const TracedKernel* a, const TracedKernel* b) { return a->start < b->start; });
     std::map<std::string, std::array<double, 3>> step;  // count, device, exposed (ns)
-    uint64_t prev_end = 0, last_end = 0;
+    uint64_t prev_end = 0;  // the latest end so far
     for (const TracedKernel* k : ks) {
       auto& s = step[k->name];
       s[0] += 1;
@@ -201,9 +204,8 @@ StepTrace split_steps(const std::vector<TracedKernel>& kernels) {
       const uint64_t from = prev_end ? prev_end : k->start;
       s[2] += k->end > from ? static_cast<double>(k->end - from) : 0.0;
       prev_end = std::max(prev_end, k->end);
-      last_end = std::max(last_end, k->end);
     }
-    step_us.push_back(static_cast<double>(last_end - ks.front()->start) * 1e-3);
+    step_us.push_back(static_cast<double>(prev_end - ks.front()->start) * 1e-3);
     for (auto& [name, s] : step) {
       Acc& a = acc[name];
       a.count.push_back(s[0]);

@@ -16,11 +16,11 @@ struct TracedKernel {
   std::string name;     // demangled, without its argument list
   uint64_t start = 0, end = 0;  // ns, device timestamps
   uint32_t launch = 0;  // CUPTI's correlation id: the API call (e.g. one graph launch) it came from
-  int64_t grid = 0, block = 0;
-  int registers = 0;
 };
 
 bool kernel_trace_available();
+// Throws (a usage error) where kernel_trace_available() is false.
+void require_kernel_trace();
 
 // A kernel's name as the trace shows it: demangled, without its return type, qualification and
 // argument list ("void ns::(anonymous namespace)::k<4, 1>(ns::Args)" → "k<4, 1>"); names that do
