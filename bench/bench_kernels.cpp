@@ -43,6 +43,17 @@ struct Rng {  // xorshift64*: fast enough for ~10⁸ values, and seeded
   float uniform() { return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f; }
 };
 
+// Act-order groups as GPTQ writes them: the columns in a random order, each run of group_size of
+// them one group.
+void set_act_order(QuantizedWeight& w, uint64_t seed) {
+  Rng r{seed * 0x9E3779B97F4A7C15ULL + 3};
+  std::vector<int32_t> order(static_cast<size_t>(w.cols));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  for (size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[r.next() % (i + 1)]);
+  w.g_idx.assign(order.size(), 0);
+  for (size_t j = 0; j < order.size(); ++j) w.g_idx[static_cast<size_t>(order[j])] = static_cast<int32_t>(j / w.group_len());
+}
+
 std::vector<uint16_t> random_f16(size_t n, uint64_t seed, float scale) {
   Rng r{seed * 0x9E3779B97F4A7C15ULL + 1};
   std::vector<uint16_t> v(n);
@@ -255,6 +266,16 @@ int main(int argc, char** argv) {
       w8.push_back(GpuQuantWeight::upload(random_weight(8, n, k, 0, ++seed), "w8"));
       while (static_cast<int>(w4.size()) < copies_for(w4[0].weight_bytes())) w4.push_back(w4[0].clone());
       while (static_cast<int>(w8.size()) < copies_for(w8[0].weight_bytes())) w8.push_back(w8[0].clone());
+      // W4 sym g128 with act-order groups: the same kernels, gathering their input by the
+      // weight's column permutation
+      std::vector<GpuQuantWeight> w4a;
+      {
+        QuantizedWeight q = random_weight(4, n, k, 128, ++seed);
+        set_act_order(q, ++seed);
+        w4a.push_back(GpuQuantWeight::upload(q, "w4a"));
+      }
+      while (static_cast<int>(w4a.size()) < copies_for(w4a[0].weight_bytes())) w4a.push_back(w4a[0].clone());
+      const int n4a = static_cast<int>(w4a.size());
       // 2:4 W4 sym g128: the W4 weight with two of every four codes set to value 0 (which two
       // varies along the row)
       std::vector<GpuSparse24QWeight> w24;
@@ -272,7 +293,7 @@ int main(int argc, char** argv) {
       while (static_cast<int>(w24.size()) < copies_for(w24[0].weight_bytes())) w24.push_back(w24[0].clone());
       const int n24 = static_cast<int>(w24.size());
       DeviceBuffer<uint16_t> x(random_f16(static_cast<size_t>(max_m * k), ++seed, 1.0f));
-      DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m * n)), scratch(static_cast<size_t>(n * k));
+      DeviceBuffer<uint16_t> y(static_cast<size_t>(max_m * n)), scratch(static_cast<size_t>(quantized_prefill_scratch(n, k, true, max_m)));
       const int nd = static_cast<int>(dense.size()), n4 = static_cast<int>(w4.size()), n8 = static_cast<int>(w8.size());
       // W8A8: INT8 per-channel weight copies; activations quantized once (gemm rows) or in the
       // timed call (linear rows, from f16 x). Not with --decode, which has no W8A8 rows (the seed
@@ -396,6 +417,18 @@ int main(int argc, char** argv) {
             });
             sweep.push_back({n, k, m, sp, used, ts * 1e6});
           }
+          const double ta = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w4a[i % n4a], x.data(), y.data(), m, ws, s); });
+          rows.push_back({n, k, m, "w4a16_g128_act_order_gemv", ta * 1e6, act + w4a[0].weight_bytes(), flops, t_cublas * 1e6});
+          log_row(rows.back());
+          if (gemv_fused_fits(w4a[0].layout(), m)) {
+            const double tf = time_per_call(s, batch, runs, [&](int i) {
+              gemv_fused(w4a[i % n4a], GemvPrologue{GemvPrologue::Kind::None, Act{x.data(), k, ActType::F16}},
+                         GemvEpilogue{Act{y.data(), n, ActType::F16}, nullptr, Act{}}, m, s);
+            });
+            rows.push_back({n, k, m, "w4a16_g128_act_order_gemv_fused", tf * 1e6, act + w4a[0].weight_bytes(), flops,
+                            t_cublas * 1e6});
+            log_row(rows.back());
+          }
           const double t8 = time_per_call(s, batch, runs, [&](int i) { gemv_quantized(w8[i % n8], x.data(), y.data(), m, ws, s); });
           rows.push_back({n, k, m, "w8a16_perchannel_gemv", t8 * 1e6, act + w8[0].weight_bytes(), flops, t_cublas * 1e6});
           log_row(rows.back());
@@ -412,6 +445,13 @@ int main(int argc, char** argv) {
           });
           rows.push_back({n, k, m, "w4a16_g128_prefill_pipelined", tpp * 1e6,
                           act + w4[0].weight_bytes() + 4.0 * n * k, flops, t_cublas * 1e6});
+          log_row(rows.back());
+          const double tpa = time_per_call(s, batch, runs, [&](int i) {
+            linear_quantized_prefill(w4a[i % n4a], cublas, x.data(), y.data(), m, scratch.data(), s);
+          });
+          // bytes: as the prefill row, plus the input gathered (m·K halves written and read)
+          rows.push_back({n, k, m, "w4a16_g128_act_order_prefill", tpa * 1e6,
+                          act + w4a[0].weight_bytes() + 4.0 * n * k + 4.0 * m * k, flops, t_cublas * 1e6});
           log_row(rows.back());
         }
       }

@@ -85,7 +85,7 @@ int cmd_bench(int argc, char** argv) {
   o.add_options()("model", "model path", cxxopts::value<std::string>())(
       "backend", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))(
       "synthetic", "benchmark a known shape with random weights instead of MODEL (tinyllama, smollm2; cuda only)",
-      cxxopts::value<std::string>())("scheme", "weights of --synthetic: f16, sparse24, w4a16, sparse24-w4a16, w4a16-head, w8a16",
+      cxxopts::value<std::string>())("scheme", "weights of --synthetic: f16, sparse24, w4a16, sparse24-w4a16, w4a16-head, w4a16-act-order, w8a16",
                                      cxxopts::value<std::string>()->default_value("f16"))(
       "batch", "sequences per step (cuda: equal-length independent sequences)",
       cxxopts::value<int64_t>()->default_value("1"))(

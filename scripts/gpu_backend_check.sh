@@ -20,7 +20,8 @@
 #       evaluates each with --backend cpu and --backend cuda on the wiki.test ids, and writes
 #       $OUT/backend_check.json and a Markdown table (stdout).
 # Environment: BIN, OUT (default ./gpu-out), WINDOWS (default 4), VARIANTS (default "original
-# w8a16-rtn w4a16-g128-gptq 2of4-sparsegpt 2of4-w4a16-gptq"; also 2of4-magnitude), BACKENDS (default "cpu cuda"), DATA (the shared
+# w8a16-rtn w4a16-g128-gptq 2of4-sparsegpt 2of4-w4a16-gptq"; also 2of4-magnitude,
+# w4a16-g128-gptq-act-order), BACKENDS (default "cpu cuda"), DATA (the shared
 # wikitext-2-raw folder, for pack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,7 @@ run)
       original) ;;
       w8a16-rtn) args="quantize --scheme w8a16 --method rtn --group-size 0" ;;
       w4a16-g128-gptq) args="quantize --scheme w4a16 --method gptq --group-size 128" ;;
+      w4a16-g128-gptq-act-order) args="quantize --scheme w4a16 --method gptq --group-size 128 --act-order" ;;
       2of4-sparsegpt) args="prune --method sparsegpt --pattern 2:4" ;;
       2of4-magnitude) args="prune --method magnitude --pattern 2:4" ;;
       2of4-w4a16-gptq) args="compress --recipe examples/recipes/2of4_w4_gptq.yaml" ;;  # the sparse INT4 GEMV

@@ -96,9 +96,35 @@ void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
   LLMC_CUDA_CHECK_LAUNCH("dequantize_to_f16");
 }
 
+// out[r, c] = x[r, perm[c]] for the m·k elements (the act-order gather of a prefill's input):
+// reads scattered within a row, which the previous kernel left in L2, and writes coalesced.
+__global__ void __launch_bounds__(256) gather_columns_kernel(const __half* x, const int32_t* perm, __half* out,
+                                                             long total, int k) {
+  for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<long>(gridDim.x) * blockDim.x) {
+    const long r = i / k;
+    out[i] = x[r * k + __ldg(perm + (i - r * k))];
+  }
+}
+
 }  // namespace
 
 namespace {
+
+// The input of an act-order weight's GEMM: x[:, perm] into the scratch after the dequantized
+// weight; x itself otherwise.
+const uint16_t* gemm_input(const GpuQuantWeight& w, const uint16_t* x, int64_t m, uint16_t* scratch,
+                           cudaStream_t stream) {
+  if (!w.perm()) return x;
+  const GemvLayout& l = w.layout();
+  uint16_t* xg = scratch + quantized_prefill_scratch(l.rows, l.cols, false, 0);
+  const long total = static_cast<long>(m * l.cols);
+  const unsigned grid = static_cast<unsigned>(std::min<long>((total + 255) / 256, 8L * w.sm_count()));
+  gather_columns_kernel<<<grid, 256, 0, stream>>>(reinterpret_cast<const __half*>(x), w.perm(),
+                                                  reinterpret_cast<__half*>(xg), total, static_cast<int>(l.cols));
+  LLMC_CUDA_CHECK_LAUNCH("gather_columns (act-order prefill input)");
+  return xg;
+}
 
 // Dequantizes row tiles [t0, t1) of w into out (the whole N×K matrix's storage).
 void dequantize_tiles(const GpuQuantWeight& w, int64_t t0, int64_t t1, uint16_t* out, cudaStream_t stream) {
@@ -129,10 +155,16 @@ void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stre
   dequantize_tiles(w, 0, w.layout().tiles, out, stream);
 }
 
+int64_t quantized_prefill_scratch(int64_t n, int64_t k, bool act_order, int64_t m) {
+  const int64_t weight = (n * k + 127) / 128 * 128;  // the gathered input starts 256-byte aligned
+  return act_order ? weight + m * k : n * k;
+}
+
 void linear_quantized_prefill(const GpuQuantWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
                               int64_t m, uint16_t* scratch, cudaStream_t stream) {
+  const uint16_t* xin = gemm_input(w, x, m, scratch, stream);
   dequantize_to_f16(w, scratch, stream);
-  linear_f16(h, x, scratch, y, m, w.layout().rows, w.layout().cols, stream);
+  linear_f16(h, xin, scratch, y, m, w.layout().rows, w.layout().cols, stream);
 }
 
 PrefillPipeline::PrefillPipeline() {
@@ -153,6 +185,7 @@ void linear_quantized_prefill_pipelined(const GpuQuantWeight& w, const CublasHan
                                         cudaStream_t stream) {
   const GemvLayout& l = w.layout();
   constexpr int kC = PrefillPipeline::kChunks;
+  x = gemm_input(w, x, m, scratch, stream);
   // The fork orders the auxiliary stream after everything already queued on `stream` (the
   // previous call's GEMMs still reading scratch included); waiting on each chunk's event joins it
   // back, which also makes the pair capturable in one CUDA graph.

@@ -6,13 +6,19 @@
 
 namespace llmc::kernels::cuda {
 
-// out[n, k] = s·(q − z) rounded once to f16 (row-major, N×K, device). Reads the repacked weight
-// once and writes 2·N·K bytes: ~113 MB → ~38 µs for 11008×4096 at 3 TB/s (no flops to speak of).
+// out[n, k] = s·(q − z) rounded once to f16 (row-major, N×K, device), k counting the stored
+// columns: for an act-order weight column k is input column w.perm()[k]. Reads the repacked
+// weight once and writes 2·N·K bytes: ~113 MB → ~38 µs for 11008×4096 at 3 TB/s.
 void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stream);
 
-// y[m, n] = x[m, k] · Ŵ[n, k]ᵀ for any m ≥ 1 via dequantize_to_f16 into `scratch` (N·K halves)
-// and linear_f16. Costs the dequantization plus the dense GEMM: worth it only when the GEMM is
-// compute bound (m in the hundreds and up); for m ≤ 16 use gemv_quantized.
+// Halves of scratch the prefill linears below need for m rows of an N×K weight: the dequantized
+// weight, and with act-order the input gathered into the stored column order after it (m·K).
+int64_t quantized_prefill_scratch(int64_t n, int64_t k, bool act_order, int64_t m);
+
+// y[m, n] = x[m, k] · Ŵ[n, k]ᵀ for any m ≥ 1 via dequantize_to_f16 into `scratch`
+// (quantized_prefill_scratch halves) and linear_f16; an act-order weight multiplies x[:, perm]
+// gathered into the scratch. Costs the dequantization plus the dense GEMM: worth it only when the
+// GEMM is compute bound (m in the hundreds and up); for m ≤ 16 use gemv_quantized.
 void linear_quantized_prefill(const GpuQuantWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
                               int64_t m, uint16_t* scratch, cudaStream_t stream);
 

@@ -25,17 +25,27 @@ struct GemvArgs {
   unsigned* counters;
   int m, n, k, np;
   int splits, chunks_per_split, xs_stride;
-  bool x_vec;  // x rows can be read 16 bytes at a time
+  bool x_vec;           // x rows can be read 16 bytes at a time
+  const int32_t* perm;  // act-order: staged column c is x's column perm[c] (GpuQuantWeight::perm)
 };
 
-// Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K.
+// Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K
+// (gathered by the act-order permutation where the weight has one).
 template <int MP>
 __device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg, int kslice) {
   const int vecs = kslice / 8;
   for (int i = threadIdx.x; i < MP * vecs; i += kThreads) {
     const int mm = i / vecs, kk = (i - mm * vecs) * 8, kg = kbeg + kk;
     uint4 v = make_uint4(0, 0, 0, 0);
-    if (mm < p.m) {
+    if (mm < p.m && p.perm) {
+      const __half* row = p.x + static_cast<size_t>(mm) * p.k;
+      int col[8];
+      load_perm8(p.perm, p.k, kg, col);
+      __half h[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h[e] = col[e] >= 0 ? row[col[e]] : __float2half(0.0f);
+      memcpy(&v, h, 16);
+    } else if (mm < p.m) {
       const __half* src = p.x + static_cast<size_t>(mm) * p.k + kg;
       if (p.x_vec && kg + 8 <= p.k) {
         v = *reinterpret_cast<const uint4*>(src);
@@ -166,6 +176,7 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
   a.chunks_per_split = plan.chunks_per_split;
   a.xs_stride = plan.xs_stride;
   a.x_vec = l.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  a.perm = w.perm();
   const size_t smem = plan.smem_bytes;
   const dim3 grid(static_cast<unsigned>((l.tiles + kWarps - 1) / kWarps), static_cast<unsigned>(plan.splits));
   const bool nt2 = m > 8;

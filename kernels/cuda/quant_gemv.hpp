@@ -49,15 +49,30 @@ struct GemvLayout {
 //    Codes are unsigned: q + 8 / q + 128 (symmetric INT4 / INT8), q (asymmetric).
 //  scales: f16 [group][tile][g][2]: the scales of rows 16·tile + g and + 8 side by side.
 //  zeros: u8, same indexing (asymmetric only).
+//  perm (act-order weights only, else empty): the columns stored in group order, perm[k] being
+//    the input column that stored column k holds. A weight quantized with act-order (g_idx) has
+//    its groups' columns scattered over the row; stored sorted by group they form the contiguous
+//    groups every kernel reads, and the kernels gather their input by perm as they stage it
+//    (x[:, perm[k]] for stored column k), so Σ_k is unchanged.
 struct RepackedWeight {
   GemvLayout layout;
   std::vector<uint8_t> packed;
   std::vector<uint16_t> scales;
   std::vector<uint8_t> zeros;
+  std::vector<int32_t> perm;
 };
 
-// Validates w (errors name `name`) and repacks it. The GPU path needs g_idx empty (no act-order)
-// and a group length that is a multiple of 32 unless one group spans the whole row.
+// The stored column order of an act-order weight (RepackedWeight::perm): its input columns sorted
+// by group, ascending within a group; empty where g_idx is empty or already in that order. Throws
+// (after `where`) unless each group has the columns it would have without act-order
+// (QuantizedWeight::group_begin/end), which makes the sorted groups the contiguous ones the
+// kernels index by column / group length.
+std::vector<int32_t> act_order_perm(const QuantizedWeight& w, const std::string& where);
+
+// Validates w (errors name `name`) and repacks it. The GPU path needs a group length that is a
+// multiple of 32 unless one group spans the whole row; with act-order, a g_idx that gives every
+// group the columns it has without act-order (group_size each, the last the rest: what GPTQ's
+// act-order writes), in any order.
 RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name);
 
 // The group scales and zero points in the kernels' order, `scales`/`zeros` of RepackedWeight for
@@ -74,12 +89,15 @@ class GpuQuantWeight {
   GpuQuantWeight clone() const;
 
   const GemvLayout& layout() const { return layout_; }
-  // Bytes of packed values, scales and zero points on the device: what one GEMV must read.
-  size_t weight_bytes() const { return packed_.bytes() + scales_.bytes() + zeros_.bytes(); }
+  // Bytes of packed values, scales, zero points and the act-order permutation on the device: what
+  // one GEMV must read.
+  size_t weight_bytes() const { return packed_.bytes() + scales_.bytes() + zeros_.bytes() + perm_.bytes(); }
 
   const uint8_t* packed() const { return packed_.data(); }
   const uint16_t* scales() const { return scales_.data(); }
   const uint8_t* zeros() const { return zeros_.data(); }
+  // RepackedWeight::perm on the device; nullptr without act-order.
+  const int32_t* perm() const { return perm_.data(); }
   int sm_count() const { return sm_count_; }
   int compute_major() const { return compute_major_; }
 
@@ -87,6 +105,7 @@ class GpuQuantWeight {
   GemvLayout layout_;
   DeviceBuffer<uint8_t> packed_, zeros_;
   DeviceBuffer<uint16_t> scales_;
+  DeviceBuffer<int32_t> perm_;
   int sm_count_ = 1, compute_major_ = 0;
 };
 

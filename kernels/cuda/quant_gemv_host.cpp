@@ -1,6 +1,7 @@
 // Host side of the quantized GEMV: repacking QuantizedWeight into the fragment layout described
 // in quant_gemv.hpp, uploading it, and choosing the split-K plan of a launch.
 #include <algorithm>
+#include <numeric>
 
 #include "kernels/cuda/quant_gemv.hpp"
 
@@ -14,6 +15,32 @@ constexpr size_t kSmemBudget = 48 * 1024;    // default dynamic shared memory, n
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
+
+std::vector<int32_t> act_order_perm(const QuantizedWeight& w, const std::string& where) {
+  if (w.g_idx.empty()) return {};
+  const int64_t ng = w.n_groups();
+  check(static_cast<int64_t>(w.g_idx.size()) == w.cols,
+        where + "act-order g_idx has " + std::to_string(w.g_idx.size()) + " entries for " + std::to_string(w.cols) + " columns");
+  std::vector<int64_t> count(static_cast<size_t>(ng), 0);
+  for (int64_t c = 0; c < w.cols; ++c) {
+    const int32_t g = w.g_idx[static_cast<size_t>(c)];
+    if (g < 0 || g >= ng)
+      throw Error(where + "act-order g_idx[" + std::to_string(c) + "] = " + std::to_string(g) + " is not a group (" +
+                  std::to_string(ng) + " groups)");
+    ++count[static_cast<size_t>(g)];
+  }
+  for (int64_t g = 0; g < ng; ++g)
+    if (count[static_cast<size_t>(g)] != w.group_end(g) - w.group_begin(g))
+      throw Error(where + "act-order g_idx gives group " + std::to_string(g) + " " +
+                  std::to_string(count[static_cast<size_t>(g)]) + " columns; the GPU kernels need " +
+                  std::to_string(w.group_end(g) - w.group_begin(g)) + " (group_size each, the last group the rest)");
+  std::vector<int32_t> perm(static_cast<size_t>(w.cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return w.g_idx[a] < w.g_idx[b]; });
+  for (int64_t c = 0; c < w.cols; ++c)
+    if (perm[static_cast<size_t>(c)] != c) return perm;
+  return {};  // already in group order: nothing to gather
+}
 
 GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks, const std::string& where) {
   GroupIndex gi;
@@ -40,7 +67,6 @@ GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks, const std::str
 RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name) {
   w.validate(name);
   const std::string where = "quantized weight '" + name + "' (GPU upload): ";
-  check(w.g_idx.empty(), where + "act-order g_idx is not supported by the GPU kernels; reorder the columns first");
   // The kernels find a 32-column block's group as min(k32 / (gl / 32), ng − 1) (quant_gemv.cu
   // group_of, prefill.cu dequant_kernel). With gl a multiple of 32 that is column / gl for every
   // real column, so a shorter last group (cols not a multiple of gl, n_groups = ceil(cols / gl))
@@ -51,6 +77,7 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
   check(w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31), where + "shape too large for 32-bit indexing");
 
   RepackedWeight r;
+  r.perm = act_order_perm(w, where);
   GemvLayout& l = r.layout;
   l.bits = w.bits;
   l.symmetric = w.symmetric;
@@ -67,9 +94,10 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
   // activations past K, and rows ≥ N are never written.
   const uint32_t pad = w.symmetric ? (w.bits == 4 ? 8u : 128u) : 0u;
   const uint32_t sym_offset = w.symmetric ? (w.bits == 4 ? 8u : 128u) : 0u;
-  auto code = [&](int64_t row, int64_t col) -> uint32_t {
+  auto code = [&](int64_t row, int64_t col) -> uint32_t {  // col: the stored column
     if (row >= w.rows || col >= w.cols) return pad;
-    return static_cast<uint32_t>(w.q(row, col) + static_cast<int>(sym_offset));
+    const int64_t in = r.perm.empty() ? col : r.perm[static_cast<size_t>(col)];
+    return static_cast<uint32_t>(w.q(row, in) + static_cast<int>(sym_offset));
   };
 
   r.packed.assign(static_cast<size_t>(l.tiles * l.chunks * 512), 0);
@@ -161,6 +189,7 @@ GpuQuantWeight GpuQuantWeight::upload(const RepackedWeight& r) {
   g.packed_ = DeviceBuffer<uint8_t>(r.packed);
   g.scales_ = DeviceBuffer<uint16_t>(r.scales);
   if (!r.zeros.empty()) g.zeros_ = DeviceBuffer<uint8_t>(r.zeros);
+  if (!r.perm.empty()) g.perm_ = DeviceBuffer<int32_t>(r.perm);
   g.sm_count_ = current_device_attribute(cudaDevAttrMultiProcessorCount);
   g.compute_major_ = current_device_attribute(cudaDevAttrComputeCapabilityMajor);
   return g;
@@ -172,6 +201,7 @@ GpuQuantWeight GpuQuantWeight::clone() const {
   g.packed_ = packed_.clone();
   g.scales_ = scales_.clone();
   g.zeros_ = zeros_.clone();
+  g.perm_ = perm_.clone();
   g.sm_count_ = sm_count_;
   g.compute_major_ = compute_major_;
   return g;

@@ -12,6 +12,7 @@
 #include "kernels/cuda/act_util.cuh"
 #include "kernels/cuda/mma_util.cuh"
 #include "kernels/cuda/quant_gemv_fused.hpp"
+#include "kernels/cuda/quant_gemv_tile.cuh"
 
 namespace llmc::kernels::cuda::detail {
 
@@ -25,6 +26,7 @@ struct StageArgs {
   const float* norm_w;
   float eps;
   int m, k, xs_stride;  // tokens, real K, halves per staged row
+  const int32_t* perm;  // act-order: staged column c is input column perm[c] (GpuQuantWeight::perm)
 };
 
 // The epilogue as the kernels read it: y[m, n] = acc [+ bias[n]] [+ res[m, n]].
@@ -43,7 +45,8 @@ inline int pro_kind(const GemvPrologue& pro) {
 }
 
 // Checks the prologue and epilogue (errors start with `who`) and flattens them for the kernels.
-inline StageArgs stage_args(const GemvPrologue& pro, int64_t m, int64_t k, int64_t xs_stride, const char* who) {
+inline StageArgs stage_args(const GemvPrologue& pro, int64_t m, int64_t k, int64_t xs_stride, const char* who,
+                            const int32_t* perm = nullptr) {
   // Messages built only on failure: this runs on every decode call.
   if (!pro.in.ptr) throw Error(std::string(who) + ": null input");
   if (pro.kind == GemvPrologue::Kind::RmsNorm && !pro.norm_weight)
@@ -63,6 +66,7 @@ inline StageArgs stage_args(const GemvPrologue& pro, int64_t m, int64_t k, int64
   a.m = static_cast<int>(m);
   a.k = static_cast<int>(k);
   a.xs_stride = static_cast<int>(xs_stride);
+  a.perm = perm;
   return a;
 }
 
@@ -80,14 +84,14 @@ inline OutArgs out_args(const GemvEpilogue& epi, const char* who) {
 }
 
 // The RMSNorm weights of columns c .. c + 7, zero past K.
-__device__ __forceinline__ void load_norm8(const StageArgs& p, int c, float (&u)[8]) {
+__device__ __forceinline__ void load_norm8_plain(const StageArgs& p, int c, float (&u)[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) u[e] = c + e < p.k ? __ldg(p.norm_w + c + e) : 0.0f;
 }
 
 // Eight consecutive inputs of row mm from column c (c a multiple of 8), zero past K; 16-byte
 // loads when the host found the view aligned (p.vec).
-__device__ __forceinline__ void load8(const StageArgs& p, const void* base, int mm, int c, float (&v)[8]) {
+__device__ __forceinline__ void load8_plain(const StageArgs& p, const void* base, int mm, int c, float (&v)[8]) {
   const int64_t at = mm * p.ld_in + c;
   if (p.vec && c + 8 <= p.k) {
     if (p.in_f32) {
@@ -112,13 +116,49 @@ __device__ __forceinline__ void load8(const StageArgs& p, const void* base, int 
                       : __half2float(static_cast<const __half*>(base)[at + e]);
 }
 
+// The same two under an act-order permutation: staged column c + e is input column p.perm[c + e],
+// gathered one value at a time.
+__device__ __forceinline__ void load_norm8_gather(const StageArgs& p, int c, float (&u)[8]) {
+  int col[8];
+  load_perm8(p.perm, p.k, c, col);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) u[e] = col[e] >= 0 ? __ldg(p.norm_w + col[e]) : 0.0f;
+}
+__device__ __forceinline__ void load8_gather(const StageArgs& p, const void* base, int mm, int c, float (&v)[8]) {
+  int col[8];
+  load_perm8(p.perm, p.k, c, col);
+  const int64_t row = mm * p.ld_in;
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    v[e] = col[e] < 0 ? 0.0f
+           : p.in_f32 ? static_cast<const float*>(base)[row + col[e]]
+                      : __half2float(static_cast<const __half*>(base)[row + col[e]]);
+}
+
+// GATHER (act-order) picks the gathering loads at compile time, so that kernels without act-order
+// carry none of their code or registers.
+template <bool GATHER>
+__device__ __forceinline__ void load_norm8(const StageArgs& p, int c, float (&u)[8]) {
+  if constexpr (GATHER)
+    load_norm8_gather(p, c, u);
+  else
+    load_norm8_plain(p, c, u);
+}
+template <bool GATHER>
+__device__ __forceinline__ void load8(const StageArgs& p, const void* base, int mm, int c, float (&v)[8]) {
+  if constexpr (GATHER)
+    load8_gather(p, base, mm, c, v);
+  else
+    load8_plain(p, base, mm, c, v);
+}
+
 // x[0..m, 0..kp) into shared memory (f16, zero past K), from the prologue's input;
 // store(row, c, h) puts the eight inputs c .. c + 7 (four half2 words h) of a staged row where the
 // kernel's fragments read them. Every load of a round (kRound vectors of 8 per thread) is issued
 // before any is used: staging costs about one L2 round trip per round (two for RMSNorm: the
 // statistics first, except for one token whose row fits one round), not one per element.
-// red, inv: [16] floats (W ≤ 16).
-template <int PRO, int kRound, int W, int kStat = kRound, class Store>
+// red, inv: [16] floats (W ≤ 16). GATHER: staged column c is input column p.perm[c] (act-order).
+template <int PRO, int kRound, int W, int kStat = kRound, bool GATHER = false, class Store>
 __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, float* red, float* inv, Store store) {
   constexpr int kThreads = W * 32;
   const int vpr = kp / 8, total = p.m * vpr;
@@ -135,8 +175,8 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
       for (int r = 0; r < kRound; ++r) {
         const int v = threadIdx.x + r * kThreads;
         if (v < vpr) {
-          load8(p, p.in, 0, v * 8, x[r]);
-          load_norm8(p, v * 8, u[r]);
+          load8<GATHER>(p, p.in, 0, v * 8, x[r]);
+          load_norm8<GATHER>(p, v * 8, u[r]);
         }
       }
       float s = 0;
@@ -176,7 +216,7 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
         float x[kStat][8];
 #pragma unroll
         for (int r = 0; r < kStat; ++r)
-          if (v0 + r * 32 * S < vpr) load8(p, p.in, mm, (v0 + r * 32 * S) * 8, x[r]);
+          if (v0 + r * 32 * S < vpr) load8<GATHER>(p, p.in, mm, (v0 + r * 32 * S) * 8, x[r]);
 #pragma unroll
         for (int r = 0; r < kStat; ++r)
           if (v0 + r * 32 * S < vpr)
@@ -205,12 +245,12 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
     for (int v = threadIdx.x - gi * vpr; v < vpr; v += kThreads) {
       const int c = v * 8;
       float u[8];
-      load_norm8(p, c, u);
+      load_norm8<GATHER>(p, c, u);
       for (int m0 = gi * kTok; m0 < p.m; m0 += groups * kTok) {
         float x[kTok][8];
 #pragma unroll
         for (int r = 0; r < kTok; ++r)
-          if (m0 + r < p.m) load8(p, p.in, m0 + r, c, x[r]);
+          if (m0 + r < p.m) load8<GATHER>(p, p.in, m0 + r, c, x[r]);
 #pragma unroll
         for (int r = 0; r < kTok; ++r) {
           if (m0 + r >= p.m) break;
@@ -232,8 +272,8 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
         const int i = i0 + r * kThreads;
         if (i < total) {
           const int mm = i / vpr, c = (i - mm * vpr) * 8;
-          load8(p, p.in, mm, c, x[r]);
-          if constexpr (PRO == kSwiglu) load8(p, static_cast<const __half*>(p.in) + p.up_col, mm, c, u[r]);
+          load8<GATHER>(p, p.in, mm, c, x[r]);
+          if constexpr (PRO == kSwiglu) load8<GATHER>(p, static_cast<const __half*>(p.in) + p.up_col, mm, c, u[r]);
         }
       }
 #pragma unroll
@@ -261,8 +301,9 @@ __device__ __forceinline__ void stage(const StageArgs& p, int kp, __half* xs, fl
 // The plain prologue's f16 input copied as it is into rows of xs (xs_stride halves apart, zero
 // past K) through cp.async: every copy of the block in flight at once, one L2 round trip whatever
 // m is (16 tokens of 2048 inputs are 8 vectors per thread of 16 warps, 4 rounds of stage()'s
-// register path). Needs an f16 input aligned for 16-byte loads (p.vec) and a kernel that reads
-// x in its original column order; the caller's barrier follows.
+// register path). Needs an f16 input aligned for 16-byte loads (p.vec), no act-order
+// permutation, and a kernel that reads x in its original column order; the caller's barrier
+// follows.
 template <int W>
 __device__ __forceinline__ void stage_copy(const StageArgs& p, int kp, __half* xs) {
   const int vpr = kp / 8, total = p.m * vpr;

@@ -1,5 +1,6 @@
 // Device pieces shared by the quantized GEMV kernels (quant_gemv.cu: split-K across blocks;
 // quant_gemv_fused.cu and sparse_gemv.cu: K split across the warps of one block): the weight view,
+// the act-order gather's column indices,
 // the prefetched batch of fragment chunks with their scales, the tensor-core work on one chunk,
 // the in-block K reduction and the f16 store of a tile's outputs.
 #pragma once
@@ -39,6 +40,18 @@ __device__ __forceinline__ int group_of(const QWeightView& w, int k32) {
   const int g = w.groups.shift >= 0 ? (k32 >> w.groups.shift)
                                     : static_cast<int>(__umulhi(static_cast<unsigned>(k32), w.groups.magic));
   return min(g, w.n_groups - 1);  // k32 blocks of column padding reuse the last group
+}
+
+// The input columns of staged columns c .. c + 7 (c a multiple of 8) under an act-order
+// permutation, −1 past K.
+__device__ __forceinline__ void load_perm8(const int32_t* perm, int k, int c, int (&col)[8]) {
+  if (c + 8 <= k) {  // perm is a device allocation (256-byte aligned) and c a multiple of 8
+    const int4 a = __ldg(reinterpret_cast<const int4*>(perm + c)), b = __ldg(reinterpret_cast<const int4*>(perm + c) + 1);
+    col[0] = a.x, col[1] = a.y, col[2] = a.z, col[3] = a.w, col[4] = b.x, col[5] = b.y, col[6] = b.z, col[7] = b.w;
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) col[e] = c + e < k ? __ldg(perm + c + e) : -1;
 }
 
 // kGemvPrefetch consecutive chunks of one 16-row tile: one 16-byte load per lane each, plus the

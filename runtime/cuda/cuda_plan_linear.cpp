@@ -10,9 +10,9 @@ namespace llmc::runtime::cuda_detail {
 namespace {
 
 // Device bytes of a quantized weight of this geometry after repack_for_gpu (quant_gemv.hpp).
-int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n_groups) {
+int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n_groups, bool act_order) {
   const int64_t tiles = (rows + 15) / 16, ck = bits == 4 ? 64 : 32, chunks = (cols + ck - 1) / ck;
-  return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3);
+  return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3) + (act_order ? cols * 4 : 0);
 }
 
 // A quantized linear as one gemv_fused launch: its prologue (RMSNorm / SwiGLU staged from their
@@ -59,16 +59,22 @@ const QuantizedWeight& Planner::quantized(const Node& n) {
                           (q.symmetric ? " sym" : " asym");
   if (act != "none" && act != "dynamic" && act != "static") fail(n, "unknown act mode '" + act + "'");
   if (q.bits != 4 && q.bits != 8) fail(n, "quantized weight '" + w + "' has " + std::to_string(q.bits) + " bits");
-  if (!q.g_idx.empty())
-    fail(n, "quantized weight '" + w + "' (" + fmt + ") uses act-order (g_idx), which the GPU kernels do not support");
   const int64_t gl = q.group_len();
   if (act != "none") {
-    if (q.bits != 8 || !q.symmetric || q.n_groups() != 1)
-      fail(n, "format " + fmt + " act=" + act + ": int8 activations need an INT8 symmetric per-channel weight");
+    if (q.bits != 8 || !q.symmetric || q.n_groups() != 1 || !q.g_idx.empty())
+      fail(n, "format " + fmt + (q.g_idx.empty() ? "" : " act-order") + " act=" + act +
+                  ": int8 activations need an INT8 symmetric per-channel weight without g_idx");
     if (act == "static" && !(n.f("act_scale", 0) > 0)) fail(n, "static activation quantization needs act_scale > 0");
     return q;
   }
   if (gl <= 0) fail(n, "quantized weight '" + w + "' has group size " + std::to_string(gl));
+  if (!q.g_idx.empty()) {  // act-order: the groups must sort into the contiguous ones the kernels read
+    try {
+      (void)kcu::act_order_perm(q, "quantized weight '" + w + "' (" + fmt + "): ");
+    } catch (const Error& e) {
+      fail(n, e.what());
+    }
+  }
   if (q.n_groups() != 1 && gl % 32 != 0)
     fail(n, "quantized weight '" + w + "' (" + fmt + "): group size " + std::to_string(gl) +
                 " is not a multiple of 32, which the GPU kernels need");
@@ -121,7 +127,7 @@ bool Planner::compatible(const Node& a, const Node& b) {
   if (qa == g.quantized.end() || qb == g.quantized.end() || qa == qb) return false;
   const QuantizedWeight &x = qa->second, &y = qb->second;
   return x.bits == y.bits && x.symmetric == y.symmetric && x.group_len() == y.group_len() && x.cols == y.cols &&
-         x.g_idx.empty() && y.g_idx.empty() && a.s("act", "none") == b.s("act", "none") &&
+         x.g_idx == y.g_idx && a.s("act", "none") == b.s("act", "none") &&
          a.f("act_scale", 0) == b.f("act_scale", 0) && sparse_q(a) == sparse_q(b);
 }
 
@@ -186,11 +192,12 @@ void Planner::linear(size_t k) {
       if (!kcu::gemv_sparse24_fits(kcu::sparse24_layout(N, K), std::min(I.max_rows, kGemvMaxRows)))
         I.sparse_scratch = true;
     } else {
-      lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups());
+      lp->device_bytes = repacked_bytes(q0->bits, q0->symmetric, N, K, q0->n_groups(), !q0->g_idx.empty());
     }
     I.any_quantized = true;
     I.max_quant_rows = std::max(I.max_quant_rows, (N + 15) / 16 * 16);
-    I.max_dequant_nk = std::max(I.max_dequant_nk, N * K);
+    // with act-order the prefill also gathers its input into the scratch
+    I.max_dequant_nk = std::max(I.max_dequant_nk, kcu::quantized_prefill_scratch(N, K, !q0->g_idx.empty(), I.max_rows));
   } else if (kind == LinearKind::W8A8) {
     lp->device_bytes = N * ((K + 15) / 16 * 16) + N * 4;
     I.w8_max_n = std::max(I.w8_max_n, N);
@@ -243,7 +250,8 @@ void Planner::linear(size_t k) {
              " 2:4: sparse tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
   else if (kind == LinearKind::Quant)
     label += " (W" + std::to_string(q0->bits) + " g" + std::to_string(q0->group_len()) +
-             (q0->symmetric ? " sym" : " asym") + ": tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
+             (q0->symmetric ? " sym" : " asym") + (q0->g_idx.empty() ? "" : " act-order, input gathered") +
+             ": tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
   else if (kind == LinearKind::W8A8)
     label += std::string(" (W8A8, int8 activations ") + (lp->act_scale > 0 ? "static" : "per token") + ")";
   else if (kind == LinearKind::Sparse24 && I.sparse_own)

@@ -38,6 +38,7 @@ QuantizedWeight stack_rows(const std::vector<const QuantizedWeight*>& ws) {
   out.cols = f.cols;
   out.group_size = f.group_size;
   out.symmetric = f.symmetric;
+  out.g_idx = f.g_idx;  // the same in every part (Planner::compatible)
   for (auto* w : ws) out.rows += w->rows;
   const int64_t ng = f.n_groups();
   auto packed_len = [&](int64_t n) { return static_cast<size_t>(f.bits == 4 ? (n + 1) / 2 : n); };

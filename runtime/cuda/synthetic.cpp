@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <numeric>
+#include <vector>
 
 #include "runtime/builders/builders.hpp"
 
@@ -112,7 +115,7 @@ nlohmann::json synthetic_config(const std::string& name) {
 Model synthetic_model(const std::string& name, const std::string& scheme, uint64_t seed) {
   int bits = 0;
   int64_t group = 0;
-  bool head = false, sparse = false;
+  bool head = false, sparse = false, act_order = false;
   if (scheme == "sparse24") {
     sparse = true;
   } else if (scheme == "w4a16") {
@@ -126,10 +129,14 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
     bits = 4;
     group = 128;
     head = true;
+  } else if (scheme == "w4a16-act-order") {
+    bits = 4;
+    group = 128;
+    act_order = true;
   } else if (scheme == "w8a16") {
     bits = 8;
   } else if (scheme != "f16") {
-    throw Error("unknown synthetic scheme '" + scheme + "' (known: f16, sparse24, w4a16, sparse24-w4a16, w4a16-head, w8a16)",
+    throw Error("unknown synthetic scheme '" + scheme + "' (known: f16, sparse24, w4a16, sparse24-w4a16, w4a16-head, w4a16-act-order, w8a16)",
                 ErrorKind::Usage);
   }
   const nlohmann::json cfg = synthetic_config(name);
@@ -169,12 +176,27 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
   m.source = "synthetic:" + name + ":" + scheme;
   if (!bits) return m;
   Graph& g = m.graph;
+  // act-order: the groups' columns scattered by a random permutation of each input, shared by the
+  // linears that read the same input (GPTQ orders them by the diagonal of the same Hessian)
+  std::map<std::string, std::vector<int32_t>> g_idx;
   for (Node& n : g.nodes) {
     if (n.domain != "llmc" || n.op != "Linear" || (n.name == "lm_head" && !head)) continue;
     const std::string wn = n.inputs[1];
     const Tensor& t = g.weights.at(wn);
     g.quantized[wn] = random_quantized(bits, t.dim(0), t.dim(1), group, ++s);
     if (sparse) make_2to4_codes(g.quantized[wn], ++s);
+    if (act_order) {
+      std::vector<int32_t>& gi = g_idx[n.inputs[0]];
+      if (gi.empty()) {
+        std::vector<int32_t> perm(static_cast<size_t>(t.dim(1)));
+        std::iota(perm.begin(), perm.end(), 0);
+        const uint64_t ps = ++s;
+        for (size_t i = perm.size() - 1; i > 0; --i) std::swap(perm[i], perm[mix(ps ^ mix(i)) % (i + 1)]);
+        gi.resize(perm.size());
+        for (size_t j = 0; j < perm.size(); ++j) gi[static_cast<size_t>(perm[j])] = static_cast<int32_t>(j / group);
+      }
+      g.quantized[wn].g_idx = gi;
+    }
     n.op = "LinearQ";
     n.inputs = {n.inputs[0]};
     n.attrs = {{"weight", wn}, {"act", std::string("none")}};

@@ -44,12 +44,17 @@ TEST_CASE("dequantize_to_f16 equals dequantize() rounded to f16, bit for bit") {
     int bits;
     bool sym;
     int64_t n, k, gs;
+    bool act_order = false;  // columns come out in the stored (group) order, input perm[k] at k
   };
   uint32_t seed = 400;
   for (const Case c : {Case{4, true, 1000, 576, 64}, Case{4, false, 37, 100, 0}, Case{4, false, 333, 96, 32},
-                       Case{8, true, 1000, 576, 0}, Case{8, false, 21, 70, 0}, Case{8, false, 200, 160, 32}}) {
-    const QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
+                       Case{8, true, 1000, 576, 0}, Case{8, false, 21, 70, 0}, Case{8, false, 200, 160, 32},
+                       Case{4, true, 1000, 576, 64, true}, Case{8, false, 200, 160, 32, true}}) {
+    QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
+    if (c.act_order) test::set_act_order(w, ++seed);
     const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
+    const std::vector<int32_t> perm = repack_for_gpu(w, "w").perm;
+    REQUIRE(perm.empty() != c.act_order);
     DeviceBuffer<uint16_t> out(std::vector<uint16_t>(c.n * c.k, 0x7E00));
     dequantize_to_f16(gw, out.data(), nullptr);
     LLMC_CUDA_CHECK(cudaDeviceSynchronize());
@@ -58,8 +63,11 @@ TEST_CASE("dequantize_to_f16 equals dequantize() rounded to f16, bit for bit") {
     // number to nearest-even f16 once.
     const Tensor ref = dequantize(w);
     int64_t mismatches = 0;
-    for (int64_t i = 0; i < c.n * c.k; ++i) mismatches += got[i] != f32_to_f16(ref.data<float>()[i]);
-    INFO("W" << c.bits << (c.sym ? " sym" : " asym") << " N=" << c.n << " K=" << c.k << " g=" << c.gs);
+    for (int64_t r = 0; r < c.n; ++r)
+      for (int64_t k = 0; k < c.k; ++k)
+        mismatches += got[r * c.k + k] != f32_to_f16(ref.data<float>()[r * c.k + (perm.empty() ? k : perm[k])]);
+    INFO("W" << c.bits << (c.sym ? " sym" : " asym") << " N=" << c.n << " K=" << c.k << " g=" << c.gs
+             << (c.act_order ? " act-order" : ""));
     CHECK(mismatches == 0);
   }
 }
@@ -72,12 +80,15 @@ TEST_CASE("linear_quantized_prefill (plain and pipelined) matches the CPU twin l
     int bits;
     bool sym;
     int64_t n, k, gs, m;
+    bool act_order = false;  // x gathered into the scratch after the weight
   };
   uint32_t seed = 500;
   for (const Case c : {Case{4, true, 1000, 576, 64, 37}, Case{4, false, 4096, 4096, 128, 128},
                        Case{8, true, 512, 320, 0, 300}, Case{4, true, 300, 256, 128, 1},
-                       Case{4, false, 37, 100, 0, 64}}) {
-    const QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
+                       Case{4, false, 37, 100, 0, 64}, Case{4, true, 1000, 576, 64, 37, true},
+                       Case{4, false, 37, 100, 32, 64, true}, Case{8, true, 512, 320, 64, 300, true}}) {
+    QuantizedWeight w = random_quantized(c.bits, c.sym, c.n, c.k, c.gs, ++seed);
+    if (c.act_order) test::set_act_order(w, ++seed);
     const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
     const auto x = random_half(c.m * c.k, ++seed);
     std::vector<float> ref(c.m * c.n);
@@ -85,7 +96,7 @@ TEST_CASE("linear_quantized_prefill (plain and pipelined) matches the CPU twin l
     const Tensor wd = dequantize(w);
     const std::vector<float> wf(wd.data<float>(), wd.data<float>() + c.n * c.k);
     const std::vector<double> abs_sum = test::abs_products(x.vals, wf, c.m, c.n, c.k);
-    DeviceBuffer<uint16_t> dx(x.bits), scratch(c.n * c.k);
+    DeviceBuffer<uint16_t> dx(x.bits), scratch(quantized_prefill_scratch(c.n, c.k, c.act_order, c.m));
     for (bool pipelined : {false, true}) {
       DeviceBuffer<uint16_t> dy(std::vector<uint16_t>(c.m * c.n, 0x7E00));
       if (pipelined)
@@ -95,7 +106,8 @@ TEST_CASE("linear_quantized_prefill (plain and pipelined) matches the CPU twin l
       LLMC_CUDA_CHECK(cudaDeviceSynchronize());
       // On top of the GEMV's error, each weight is rounded to f16 (≤ 2⁻¹¹ relative per term).
       std::ostringstream what;
-      what << "W" << c.bits << " N=" << c.n << " K=" << c.k << " m=" << c.m << (pipelined ? " pipelined" : "");
+      what << "W" << c.bits << " N=" << c.n << " K=" << c.k << " m=" << c.m << (c.act_order ? " act-order" : "")
+           << (pipelined ? " pipelined" : "");
       test::check_close(dy.download(), ref, abs_sum, 1e-4 + 0x1p-11, what.str());
     }
   }

@@ -4,8 +4,10 @@
 #include <cuda_runtime_api.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,6 +66,16 @@ inline QuantizedWeight random_quantized(int bits, bool sym, int64_t rows, int64_
       if (!sym) w.set_zero(r, g, zd(rng));
     }
   return w;
+}
+
+// Act-order groups as GPTQ's act-order writes them: the columns taken in a random order, each
+// run of group_len of them one group (g_idx[π[j]] = j / group_len; the last group the rest).
+inline void set_act_order(QuantizedWeight& w, uint32_t seed) {
+  std::vector<int32_t> order(static_cast<size_t>(w.cols));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937(seed));
+  w.g_idx.assign(static_cast<size_t>(w.cols), 0);
+  for (int64_t j = 0; j < w.cols; ++j) w.g_idx[static_cast<size_t>(order[j])] = static_cast<int32_t>(j / w.group_len());
 }
 
 // abs_sum[i, j] = Σ_k |x[i, k]·w[j, k]| in float64: the scale of the summation error of output

@@ -26,6 +26,7 @@ struct GemvShape {
   int bits;
   bool sym;
   int64_t n, k, gs;
+  bool act_order = false;  // g_idx from a random column order: the kernel gathers x while staging
 };
 
 // A random quantized weight of this shape, uploaded, and its dequantized values (for Σ|x·w|).
@@ -36,6 +37,7 @@ struct TestWeight {
 };
 TestWeight test_weight(const GemvShape& s, uint32_t seed) {
   QuantizedWeight w = random_quantized(s.bits, s.sym, s.n, s.k, s.gs, seed);
+  if (s.act_order) test::set_act_order(w, seed + 7);
   GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
   const Tensor wd = dequantize(w);
   std::vector<float> wf(wd.data<float>(), wd.data<float>() + s.n * s.k);
@@ -49,6 +51,7 @@ TEST_CASE("gemv_fused without prologue matches linear_quantized for every block 
   const std::vector<GemvShape> shapes = {
       {4, true, 1000, 576, 64},  {4, false, 1000, 576, 64}, {4, true, 333, 96, 32},  {4, false, 37, 100, 0},
       {4, true, 2560, 2048, 128}, {4, true, 2048, 5632, 128}, {8, true, 1000, 576, 0}, {8, false, 200, 160, 32},
+      {4, true, 1000, 576, 64, true}, {4, false, 37, 100, 32, true}, {8, true, 200, 160, 32, true},
   };
   uint32_t seed = 500;
   for (const GemvShape& s : shapes) {
@@ -68,8 +71,8 @@ TEST_CASE("gemv_fused without prologue matches linear_quantized for every block 
       for (GemvFusedConfig cfg : {GemvFusedConfig{}, GemvFusedConfig{8, 1}, GemvFusedConfig{8, 2}, GemvFusedConfig{8, 8},
                                   GemvFusedConfig{16, 1}, GemvFusedConfig{16, 4}, GemvFusedConfig{16, 16}}) {
         std::ostringstream what;
-        what << "W" << s.bits << (s.sym ? " sym" : " asym") << " N=" << s.n << " K=" << s.k << " g=" << s.gs << " m=" << m
-             << " warps=" << cfg.warps << " tiles/block=" << cfg.tiles_per_block;
+        what << "W" << s.bits << (s.sym ? " sym" : " asym") << " N=" << s.n << " K=" << s.k << " g=" << s.gs
+             << (s.act_order ? " act-order" : "") << " m=" << m << " warps=" << cfg.warps << " tiles/block=" << cfg.tiles_per_block;
         dy.upload(std::vector<uint16_t>(m * s.n, 0x7E00));  // NaN: unwritten outputs fail
         gemv_fused(gw, GemvPrologue{GemvPrologue::Kind::None, Act{dx.data(), s.k, ActType::F16}},
                    GemvEpilogue{Act{dy.data(), s.n, ActType::F16}, nullptr, Act{}}, m, nullptr, cfg);
@@ -115,8 +118,10 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
   // 4608 inputs: one token's row takes the general path on 8 warps (one warp per row segment),
   // the one-round path on 16. Rows 4 floats apart past K are read 16 bytes at a time (300 inputs:
   // the last vector half inside K), rows 3 past K one float at a time.
-  const std::vector<GemvShape> shapes = {{4, true, 2560, 2048, 128}, {4, false, 1000, 576, 64}, {8, true, 300, 200, 0},
-                                         {4, true, 300, 4608, 128}, {8, false, 100, 300, 0}};
+  const std::vector<GemvShape> shapes = {{4, true, 2560, 2048, 128},     {4, false, 1000, 576, 64},
+                                         {8, true, 300, 200, 0},          {4, true, 300, 4608, 128},
+                                         {8, false, 100, 300, 0},         {4, true, 2560, 2048, 128, true},
+                                         {4, false, 1000, 576, 64, true}, {8, true, 100, 300, 32, true}};
   uint32_t seed = 700;
   for (const GemvShape& s : shapes) {
     const TestWeight tw = test_weight(s, ++seed);
@@ -139,7 +144,7 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
           gemv_fused(gw, pro, epi, m, nullptr, cfg);
           LLMC_CUDA_CHECK(cudaDeviceSynchronize());
           std::ostringstream what;
-          what << "RMSNorm prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " ld=" << ld << " m=" << m
+          what << "RMSNorm prologue W" << s.bits << (s.act_order ? " act-order" : "") << " N=" << s.n << " K=" << s.k << " ld=" << ld << " m=" << m
                << " warps=" << cfg.warps << " tiles/block=" << cfg.tiles_per_block;
           // A staged x may differ from the host's by one f16 ulp where rsqrtf and 1/sqrt round apart.
           check_close_f32(dy.download(), c.ref, c.abs_sum, 2e-4, what.str());
@@ -151,7 +156,9 @@ TEST_CASE("gemv_fused with the RMSNorm prologue, bias and f32 residual matches n
 
 TEST_CASE("gemv_fused with the SwiGLU prologue adds into its residual in place (y == residual)") {
   LLMC_REQUIRE_GPU();
-  const std::vector<GemvShape> shapes = {{4, true, 2048, 5632, 128}, {4, false, 576, 1536, 64}, {8, false, 100, 300, 0}};
+  const std::vector<GemvShape> shapes = {{4, true, 2048, 5632, 128},       {4, false, 576, 1536, 64},
+                                         {8, false, 100, 300, 0},          {4, true, 2048, 5632, 128, true},
+                                         {4, false, 576, 1536, 64, true}};
   uint32_t seed = 900;
   for (const GemvShape& s : shapes) {
     const TestWeight tw = test_weight(s, ++seed);
@@ -178,7 +185,7 @@ TEST_CASE("gemv_fused with the SwiGLU prologue adds into its residual in place (
                    m, nullptr, cfg);
         LLMC_CUDA_CHECK(cudaDeviceSynchronize());
         std::ostringstream what;
-        what << "SwiGLU prologue W" << s.bits << " N=" << s.n << " K=" << s.k << " m=" << m << " warps=" << cfg.warps
+        what << "SwiGLU prologue W" << s.bits << (s.act_order ? " act-order" : "") << " N=" << s.n << " K=" << s.k << " m=" << m << " warps=" << cfg.warps
              << " tiles/block=" << cfg.tiles_per_block;
         // The kernel's fast exp and reciprocal stay within a few f32 ulps of silu: at most one f16
         // ulp of a staged x, as the RMSNorm case allows.

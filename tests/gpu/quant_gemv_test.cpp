@@ -16,10 +16,12 @@ using llmc::test::random_half;
 using llmc::test::random_quantized;
 
 TEST_CASE("repack_for_gpu and plan_gemv reject what the GPU kernels do not take") {
+  // act-order groups of unequal sizes (GPTQ's act-order gives each group_size columns)
   QuantizedWeight act = random_quantized(4, true, 64, 128, 32, 1);
   act.g_idx.assign(128, 0);
-  for (int c = 0; c < 128; ++c) act.g_idx[c] = (c * 7) % 4;
-  CHECK_THROWS_WITH_AS(repack_for_gpu(act, "blk.0.q"), doctest::Contains("act-order"), Error);
+  for (int c = 0; c < 128; ++c) act.g_idx[c] = c < 33 ? 0 : 1 + (c - 33) % 3;
+  CHECK_THROWS_WITH_AS(repack_for_gpu(act, "blk.0.q"), doctest::Contains("g_idx gives group 0 33 columns"), Error);
+  CHECK_THROWS_WITH_AS(repack_for_gpu(act, "blk.0.q"), doctest::Contains("blk.0.q"), Error);
   const QuantizedWeight g16 = random_quantized(4, true, 64, 128, 16, 2);
   CHECK_THROWS_WITH_AS(repack_for_gpu(g16, "blk.0.k"), doctest::Contains("multiple of 32"), Error);
   QuantizedWeight bad_scale = random_quantized(4, true, 64, 128, 32, 3);
@@ -101,6 +103,44 @@ TEST_CASE("repacked fragments hold each weight code exactly once") {
   for (int s : seen) CHECK(s == 1);
 }
 
+TEST_CASE("an act-order weight is stored in group order: stored column k holds input column perm[k]") {
+  // INT8 g32, 21×200 (a last group of 8): decoded with the fragment map of the test above.
+  QuantizedWeight w = random_quantized(8, false, 21, 200, 32, 7);
+  test::set_act_order(w, 8);
+  const RepackedWeight r = repack_for_gpu(w, "w");
+  REQUIRE(r.perm.size() == 200);
+  std::vector<int> hits(200, 0);
+  for (int64_t k = 0; k < 200; ++k) {
+    const int32_t c = r.perm[k];
+    REQUIRE((c >= 0 && c < 200));
+    ++hits[c];
+    CHECK(w.g_idx[c] == k / 32);  // the groups contiguous, as without act-order
+    if (k > 0 && w.g_idx[r.perm[k - 1]] == w.g_idx[c]) CHECK(r.perm[k - 1] < c);  // ascending within a group
+  }
+  for (int h : hits) CHECK(h == 1);
+  for (int64_t t = 0; t < r.layout.tiles; ++t)
+    for (int64_t c = 0; c < r.layout.chunks; ++c)
+      for (int lane = 0; lane < 32; ++lane)
+        for (int h = 0; h < 2; ++h)
+          for (int i = 0; i < 8; ++i) {
+            const int row = 16 * static_cast<int>(t) + lane / 4 + ((i / 2) % 2) * 8;
+            const int logical_k = (lane % 4) * 2 + (i % 2) + (i / 4) * 8;
+            const int col = static_cast<int>(c) * 32 + (logical_k % 8) / 2 * 8 + 4 * h + (logical_k / 8) * 2 +
+                            logical_k % 2;
+            const uint8_t byte = r.packed[((t * r.layout.chunks + c) * 32 + lane) * 16 + h * 8 + (i / 4) * 4 + i % 4];
+            if (row < 21 && col < 200) CHECK(static_cast<int>(byte) == w.q(row, r.perm[col]));
+          }
+  // the scales stay per group: stored group g is group g
+  const RepackedWeight plain = repack_for_gpu(random_quantized(8, false, 21, 200, 32, 7), "w");
+  CHECK(r.scales == plain.scales);
+  CHECK(r.zeros == plain.zeros);
+  // g_idx already in group order: nothing to gather
+  QuantizedWeight sorted = random_quantized(4, true, 16, 128, 64, 9);
+  sorted.g_idx.assign(128, 0);
+  for (int c = 64; c < 128; ++c) sorted.g_idx[c] = 1;
+  CHECK(repack_for_gpu(sorted, "w").perm.empty());
+}
+
 TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
   LLMC_REQUIRE_GPU();
   struct Case {
@@ -109,6 +149,7 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
     int64_t n, k, gs;
     std::vector<int64_t> ms;
     std::vector<int> splits;  // 0: the planner's choice; 1: the direct epilogue; 3: split-K
+    bool act_order = false;   // g_idx from a random column order (the input gathered while staged)
   };
   const std::vector<Case> cases = {
       {4, true, 1000, 576, 64, {1, 2, 5, 8, 9, 13, 16}, {0, 1, 3}},
@@ -122,10 +163,15 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
       {8, false, 1000, 576, 0, {1, 16}, {0, 1}},
       {8, false, 200, 160, 32, {1, 16}, {0, 1}},
       {8, true, 4096, 4096, 0, {1, 16}, {0}},
+      {4, true, 1000, 576, 64, {1, 5, 16}, {0, 1, 3}, true},
+      {4, false, 37, 100, 32, {1, 3, 16}, {0, 1}, true},  // K not a multiple of 8, a last group of 4
+      {4, true, 4096, 11008, 128, {1, 16}, {0}, true},
+      {8, false, 200, 160, 32, {1, 16}, {0, 1}, true},
   };
   uint32_t seed = 100;
   for (const Case& cs : cases) {
-    const QuantizedWeight w = random_quantized(cs.bits, cs.sym, cs.n, cs.k, cs.gs, ++seed);
+    QuantizedWeight w = random_quantized(cs.bits, cs.sym, cs.n, cs.k, cs.gs, ++seed);
+    if (cs.act_order) test::set_act_order(w, ++seed);
     const GpuQuantWeight gw = GpuQuantWeight::upload(w, "w");
     // Launch overlap (programmatic dependent launch) changes scheduling only, never the bits.
     GemvWorkspace ws(cs.n), ws_serial(cs.n, 16, GemvOptions{false});
@@ -141,7 +187,7 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
       for (int splits : cs.splits) {
         std::ostringstream what_os;
         what_os << "W" << cs.bits << (cs.sym ? " sym" : " asym") << " N=" << cs.n << " K=" << cs.k << " g=" << cs.gs
-                << " m=" << m << " splits=" << splits;
+                << (cs.act_order ? " act-order" : "") << " m=" << m << " splits=" << splits;
         const std::string what = what_os.str();
         dy.upload(poison);
         gemv_quantized(gw, dx.data(), dy.data(), m, ws, nullptr, splits);

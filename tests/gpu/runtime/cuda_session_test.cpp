@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "runtime/cuda/cuda_session.hpp"
 #include "runtime/eval.hpp"
@@ -128,6 +131,54 @@ TEST_CASE("quantized tiny Llamas (W8, W4; sym, asym; g32/64/128, per channel) ma
   }
 }
 
+TEST_CASE("act-order tiny Llamas (W4 sym and asym, W8) match the CPU session; q|k|v and gate|up still merge") {
+  LLMC_REQUIRE_GPU();
+  struct Q {
+    int bits;
+    int64_t group;
+    bool sym;
+  };
+  uint32_t seed = 90;
+  for (const Q& q : {Q{4, 32, true}, Q{4, 64, false}, Q{8, 128, true}}) {
+    CAPTURE(q.bits);
+    CAPTURE(q.group);
+    CAPTURE(q.sym);
+    Model m = tiny_llama(TinyShape{}, 9);
+    quantize_decoder_linears(m, q.bits, q.group, q.sym);
+    // One random column order per input, shared by the linears reading it (GPTQ's act-order
+    // sorts by the diagonal of that input's Hessian).
+    std::map<std::string, std::vector<int32_t>> by_input;
+    for (const Node& n : m.graph.nodes) {
+      if (n.op != "LinearQ") continue;
+      QuantizedWeight& w = m.graph.quantized.at(n.s("weight", ""));
+      auto it = by_input.find(n.inputs[0]);
+      if (it == by_input.end()) {
+        test::set_act_order(w, ++seed);
+        by_input[n.inputs[0]] = w.g_idx;
+      } else {
+        w.g_idx = it->second;
+      }
+    }
+    for (bool fused : {true, false}) {
+      CAPTURE(fused);
+      CudaOptions opt;
+      opt.max_context = 128;
+      opt.fused_gemv = fused;
+      {
+        CudaSession gpu(m, opt);
+        const std::string plan = gpu.describe();
+        INFO(plan.substr(0, 1500));
+        CHECK(has(plan, "act-order, input gathered"));
+        CHECK(has(plan, "'model.layers.0.self_attn.q_proj' 'model.layers.0.self_attn.k_proj'"));
+        CHECK(has(plan, "'model.layers.0.mlp.gate_proj' 'model.layers.0.mlp.up_proj'"));
+      }
+      compare_prefill_decode(m, opt, 37, 5, seed += 3);  // 37 rows: the input gathered, dequantize + cuBLAS
+      compare_prefill_decode(m, opt, 9, 2, seed += 3);   // 9 rows: the GEMVs gather while staging
+    }
+    compare_perplexity(m, seed += 3);
+  }
+}
+
 TEST_CASE("decode fusions around the quantized GEMV are planned and match the CPU session with and without them") {
   LLMC_REQUIRE_GPU();
   Model m = tiny_llama(TinyShape{}, 5);
@@ -244,12 +295,13 @@ TEST_CASE("CudaSession errors name the node, the format and the numbers") {
     Model m = tiny_llama(TinyShape{}, 5);
     quantize_decoder_linears(m, 4, 32, true);
     auto& w = m.graph.quantized.at("model.layers.1.mlp.up_proj.weight");
+    // groups of 33 and 31 columns: act-order as GPTQ writes it gives each group_size columns
     w.g_idx.resize(static_cast<size_t>(w.cols));
-    for (int64_t c = 0; c < w.cols; ++c) w.g_idx[c] = static_cast<int32_t>((c * 5) % w.n_groups());
+    for (int64_t c = 0; c < w.cols; ++c) w.g_idx[c] = static_cast<int32_t>(c == 32 ? 0 : c / 32);
     const std::string e = error_of([&] { CudaSession s(m, CudaOptions{}); });
     INFO(e);
     CHECK(has(e, "node 'model.layers.1.mlp.up_proj'"));
-    CHECK(has(e, "act-order"));
+    CHECK(has(e, "act-order g_idx gives group 0 33 columns"));
   }
   SUBCASE("int8 activations over an INT4 group-wise weight") {
     Model m = tiny_llama(TinyShape{}, 6);
