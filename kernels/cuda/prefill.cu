@@ -96,14 +96,23 @@ void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
   LLMC_CUDA_CHECK_LAUNCH("dequantize_to_f16");
 }
 
-// out[r, c] = x[r, perm[c]] for the m·k elements (the act-order gather of a prefill's input):
-// reads scattered within a row, which the previous kernel left in L2, and writes coalesced.
-__global__ void __launch_bounds__(256) gather_columns_kernel(const __half* x, const int32_t* perm, __half* out,
-                                                             long total, int k) {
-  for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<long>(gridDim.x) * blockDim.x) {
-    const long r = i / k;
-    out[i] = x[r * k + __ldg(perm + (i - r * k))];
+// out[r, c] = x[r, perm[c]] (the act-order permutation of a prefill's input): block r copies row
+// r into shared memory as it is (coalesced), then writes out's row from shared memory at perm[c]
+// (coalesced too). Rows over the default 48 KiB of shared memory read x at perm[c] directly.
+__global__ void __launch_bounds__(256) permute_rows_kernel(const __half* x, const int32_t* perm, __half* out, int m,
+                                                           int k, bool staged) {
+  extern __shared__ __half row[];
+  for (int r = blockIdx.x; r < m; r += gridDim.x) {
+    const __half* src = x + static_cast<size_t>(r) * k;
+    if (staged) {
+      for (int c = threadIdx.x; c < k; c += blockDim.x) row[c] = src[c];
+      __syncthreads();
+    }
+    for (int c = threadIdx.x; c < k; c += blockDim.x) {
+      const int j = __ldg(perm + c);
+      out[static_cast<size_t>(r) * k + c] = staged ? row[j] : src[j];
+    }
+    __syncthreads();  // the row is rewritten by the next r
   }
 }
 
@@ -118,11 +127,12 @@ const uint16_t* gemm_input(const GpuQuantWeight& w, const uint16_t* x, int64_t m
   if (!w.perm()) return x;
   const GemvLayout& l = w.layout();
   uint16_t* xg = scratch + quantized_prefill_scratch(l.rows, l.cols, false, 0);
-  const long total = static_cast<long>(m * l.cols);
-  const unsigned grid = static_cast<unsigned>(std::min<long>((total + 255) / 256, 8L * w.sm_count()));
-  gather_columns_kernel<<<grid, 256, 0, stream>>>(reinterpret_cast<const __half*>(x), w.perm(),
-                                                  reinterpret_cast<__half*>(xg), total, static_cast<int>(l.cols));
-  LLMC_CUDA_CHECK_LAUNCH("gather_columns (act-order prefill input)");
+  const bool staged = l.cols * 2 <= 48 * 1024;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(m, 8 * int64_t{w.sm_count()}));
+  permute_rows_kernel<<<grid, 256, staged ? l.cols * 2 : 0, stream>>>(reinterpret_cast<const __half*>(x), w.perm(),
+                                                                      reinterpret_cast<__half*>(xg), static_cast<int>(m),
+                                                                      static_cast<int>(l.cols), staged);
+  LLMC_CUDA_CHECK_LAUNCH("permute_rows (act-order prefill input)");
   return xg;
 }
 
@@ -156,7 +166,7 @@ void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stre
 }
 
 int64_t quantized_prefill_scratch(int64_t n, int64_t k, bool act_order, int64_t m) {
-  const int64_t weight = (n * k + 127) / 128 * 128;  // the gathered input starts 256-byte aligned
+  const int64_t weight = (n * k + 127) / 128 * 128;  // the permuted input starts 256-byte aligned
   return act_order ? weight + m * k : n * k;
 }
 

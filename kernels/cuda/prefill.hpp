@@ -12,12 +12,12 @@ namespace llmc::kernels::cuda {
 void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stream);
 
 // Halves of scratch the prefill linears below need for m rows of an N×K weight: the dequantized
-// weight, and with act-order the input gathered into the stored column order after it (m·K).
+// weight, and with act-order the input permuted into the stored column order after it (m·K).
 int64_t quantized_prefill_scratch(int64_t n, int64_t k, bool act_order, int64_t m);
 
 // y[m, n] = x[m, k] · Ŵ[n, k]ᵀ for any m ≥ 1 via dequantize_to_f16 into `scratch`
 // (quantized_prefill_scratch halves) and linear_f16; an act-order weight multiplies x[:, perm]
-// gathered into the scratch. Costs the dequantization plus the dense GEMM: worth it only when the
+// permuted into the scratch. Costs the dequantization plus the dense GEMM: worth it only when the
 // GEMM is compute bound (m in the hundreds and up); for m ≤ 16 use gemv_quantized.
 void linear_quantized_prefill(const GpuQuantWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
                               int64_t m, uint16_t* scratch, cudaStream_t stream);

@@ -52,8 +52,8 @@ struct GemvLayout {
 //  perm (act-order weights only, else empty): the columns stored in group order, perm[k] being
 //    the input column that stored column k holds. A weight quantized with act-order (g_idx) has
 //    its groups' columns scattered over the row; stored sorted by group they form the contiguous
-//    groups every kernel reads, and the kernels gather their input by perm as they stage it
-//    (x[:, perm[k]] for stored column k), so Σ_k is unchanged.
+//    groups every kernel reads, and the kernels permute their input the same way as they stage
+//    it (x[:, perm[k]] at stored column k), so Σ_k is unchanged.
 struct RepackedWeight {
   GemvLayout layout;
   std::vector<uint8_t> packed;
@@ -89,15 +89,17 @@ class GpuQuantWeight {
   GpuQuantWeight clone() const;
 
   const GemvLayout& layout() const { return layout_; }
-  // Bytes of packed values, scales, zero points and the act-order permutation on the device: what
-  // one GEMV must read.
-  size_t weight_bytes() const { return packed_.bytes() + scales_.bytes() + zeros_.bytes() + perm_.bytes(); }
+  // Bytes of packed values, scales, zero points and the act-order positions on the device: what
+  // one decode GEMV must read.
+  size_t weight_bytes() const { return packed_.bytes() + scales_.bytes() + zeros_.bytes() + perm_inv_.bytes(); }
 
   const uint8_t* packed() const { return packed_.data(); }
   const uint16_t* scales() const { return scales_.data(); }
   const uint8_t* zeros() const { return zeros_.data(); }
-  // RepackedWeight::perm on the device; nullptr without act-order.
+  // RepackedWeight::perm on the device and its inverse (input column j is stored at column
+  // perm_inv()[j]); nullptr without act-order.
   const int32_t* perm() const { return perm_.data(); }
+  const int32_t* perm_inv() const { return perm_inv_.data(); }
   int sm_count() const { return sm_count_; }
   int compute_major() const { return compute_major_; }
 
@@ -105,7 +107,7 @@ class GpuQuantWeight {
   GemvLayout layout_;
   DeviceBuffer<uint8_t> packed_, zeros_;
   DeviceBuffer<uint16_t> scales_;
-  DeviceBuffer<int32_t> perm_;
+  DeviceBuffer<int32_t> perm_, perm_inv_;
   int sm_count_ = 1, compute_major_ = 0;
 };
 

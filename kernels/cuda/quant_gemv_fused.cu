@@ -27,9 +27,9 @@ struct FusedArgs {
   OutArgs o;
 };
 
-// W = 8: two blocks per SM, W = 16: one; either way at most 128 registers per thread. GATHER:
-// the weight is act-order, its input gathered through p.x.perm while staged.
-template <int BITS, int NT, bool ASYM, int PRO, int W, bool GATHER>
+// W = 8: two blocks per SM, W = 16: one; either way at most 128 registers per thread. SCATTER:
+// the weight is act-order, its inputs staged at the positions p.x.scatter gives them.
+template <int BITS, int NT, bool ASYM, int PRO, int W, bool SCATTER>
 __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p) {
   constexpr int KC = BITS == 4 ? 64 : 32;
   using B = Batch<BITS, ASYM>;
@@ -60,11 +60,11 @@ __global__ void __launch_bounds__(W * 32, 16 / W) fused_kernel(const FusedArgs p
   // Several tokens' RMSNorm statistics take twice the loads per round where 16 tokens (NT = 2)
   // leave the registers; the kernels of up to 8 tokens, one-token decode among them, keep theirs.
   constexpr int kStat = (ASYM ? 1 : 2) * (NT == 2 ? 2 : 1);
-  if (PRO == kPlain && !p.x.in_f32 && p.x.vec && !GATHER) {
+  if (PRO == kPlain && !p.x.in_f32 && p.x.vec && !SCATTER) {
     stage_copy<W>(p.x, p.w.chunks * KC, xs);
   } else {
     // one round in flight where zero points take the registers
-    stage<PRO, ASYM ? 1 : 2, W, kStat, GATHER>(p.x, p.w.chunks * KC, xs, red, inv,
+    stage<PRO, ASYM ? 1 : 2, W, kStat, SCATTER>(p.x, p.w.chunks * KC, xs, red, inv,
                                        [](__half* row, int c, const uint32_t (&h)[4]) {
                                          *reinterpret_cast<uint4*>(row + c) = make_uint4(h[0], h[1], h[2], h[3]);
                                        });
@@ -118,21 +118,21 @@ size_t smem_for(const GemvLayout& l, int64_t m, int warps) {
   return static_cast<size_t>(m * stage_stride(l) * 2) + static_cast<size_t>(warps * nt * 4 * 32 * 4);
 }
 
-template <int BITS, int NT, bool ASYM, int PRO, bool GATHER>
+template <int BITS, int NT, bool ASYM, int PRO, bool SCATTER>
 void launch(const FusedArgs& a, int warps, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
   if (warps == 16)
-    launch_kernel(fused_kernel<BITS, NT, ASYM, PRO, 16, GATHER>, dim3(blocks), dim3(16 * 32), smem, overlap, stream, a);
+    launch_kernel(fused_kernel<BITS, NT, ASYM, PRO, 16, SCATTER>, dim3(blocks), dim3(16 * 32), smem, overlap, stream, a);
   else
-    launch_kernel(fused_kernel<BITS, NT, ASYM, PRO, 8, GATHER>, dim3(blocks), dim3(8 * 32), smem, overlap, stream, a);
+    launch_kernel(fused_kernel<BITS, NT, ASYM, PRO, 8, SCATTER>, dim3(blocks), dim3(8 * 32), smem, overlap, stream, a);
 }
 
 template <int BITS, bool ASYM, int PRO>
 void launch_nt(const FusedArgs& a, int warps, unsigned blocks, size_t smem, bool overlap, cudaStream_t stream) {
   if (a.x.m > 8)
-    a.x.perm ? launch<BITS, 2, ASYM, PRO, true>(a, warps, blocks, smem, overlap, stream)
+    a.x.scatter ? launch<BITS, 2, ASYM, PRO, true>(a, warps, blocks, smem, overlap, stream)
              : launch<BITS, 2, ASYM, PRO, false>(a, warps, blocks, smem, overlap, stream);
   else
-    a.x.perm ? launch<BITS, 1, ASYM, PRO, true>(a, warps, blocks, smem, overlap, stream)
+    a.x.scatter ? launch<BITS, 1, ASYM, PRO, true>(a, warps, blocks, smem, overlap, stream)
              : launch<BITS, 1, ASYM, PRO, false>(a, warps, blocks, smem, overlap, stream);
 }
 
@@ -209,7 +209,7 @@ void gemv_fused(const GpuQuantWeight& w, const GemvPrologue& pro, const GemvEpil
   a.tpb = tpb;
   a.wpt = cfg.warps / tpb;
   a.cpw = static_cast<int>((l.chunks + a.wpt - 1) / a.wpt);
-  a.x = stage_args(pro, m, l.cols, stage_stride(l), "gemv_fused", w.perm());
+  a.x = stage_args(pro, m, l.cols, stage_stride(l), "gemv_fused", w.perm_inv());
   a.o = out_args(epi, "gemv_fused");
   const unsigned blocks = static_cast<unsigned>((l.tiles + tpb - 1) / tpb);
   const size_t smem = smem_for(l, m, cfg.warps);

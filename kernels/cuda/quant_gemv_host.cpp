@@ -189,7 +189,12 @@ GpuQuantWeight GpuQuantWeight::upload(const RepackedWeight& r) {
   g.packed_ = DeviceBuffer<uint8_t>(r.packed);
   g.scales_ = DeviceBuffer<uint16_t>(r.scales);
   if (!r.zeros.empty()) g.zeros_ = DeviceBuffer<uint8_t>(r.zeros);
-  if (!r.perm.empty()) g.perm_ = DeviceBuffer<int32_t>(r.perm);
+  if (!r.perm.empty()) {
+    std::vector<int32_t> inv(r.perm.size());
+    for (size_t k = 0; k < r.perm.size(); ++k) inv[static_cast<size_t>(r.perm[k])] = static_cast<int32_t>(k);
+    g.perm_ = DeviceBuffer<int32_t>(r.perm);
+    g.perm_inv_ = DeviceBuffer<int32_t>(inv);
+  }
   g.sm_count_ = current_device_attribute(cudaDevAttrMultiProcessorCount);
   g.compute_major_ = current_device_attribute(cudaDevAttrComputeCapabilityMajor);
   return g;
@@ -202,6 +207,7 @@ GpuQuantWeight GpuQuantWeight::clone() const {
   g.scales_ = scales_.clone();
   g.zeros_ = zeros_.clone();
   g.perm_ = perm_.clone();
+  g.perm_inv_ = perm_inv_.clone();
   g.sm_count_ = sm_count_;
   g.compute_major_ = compute_major_;
   return g;

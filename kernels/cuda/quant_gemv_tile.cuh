@@ -1,8 +1,8 @@
 // Device pieces shared by the quantized GEMV kernels (quant_gemv.cu: split-K across blocks;
 // quant_gemv_fused.cu and sparse_gemv.cu: K split across the warps of one block): the weight view,
-// the act-order gather's column indices,
-// the prefetched batch of fragment chunks with their scales, the tensor-core work on one chunk,
-// the in-block K reduction and the f16 store of a tile's outputs.
+// the act-order permutation's column indices, the prefetched batch of fragment chunks with their
+// scales, the tensor-core work on one chunk, the in-block K reduction and the f16 store of a
+// tile's outputs.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -42,8 +42,8 @@ __device__ __forceinline__ int group_of(const QWeightView& w, int k32) {
   return min(g, w.n_groups - 1);  // k32 blocks of column padding reuse the last group
 }
 
-// The input columns of staged columns c .. c + 7 (c a multiple of 8) under an act-order
-// permutation, −1 past K.
+// Entries c .. c + 7 (c a multiple of 8) of an act-order column permutation of K columns
+// (GpuQuantWeight::perm or perm_inv), −1 past K.
 __device__ __forceinline__ void load_perm8(const int32_t* perm, int k, int c, int (&col)[8]) {
   if (c + 8 <= k) {  // perm is a device allocation (256-byte aligned) and c a multiple of 8
     const int4 a = __ldg(reinterpret_cast<const int4*>(perm + c)), b = __ldg(reinterpret_cast<const int4*>(perm + c) + 1);

@@ -12,7 +12,7 @@ namespace {
 // Device bytes of a quantized weight of this geometry after repack_for_gpu (quant_gemv.hpp).
 int64_t repacked_bytes(int bits, bool sym, int64_t rows, int64_t cols, int64_t n_groups, bool act_order) {
   const int64_t tiles = (rows + 15) / 16, ck = bits == 4 ? 64 : 32, chunks = (cols + ck - 1) / ck;
-  return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3) + (act_order ? cols * 4 : 0);
+  return tiles * chunks * 512 + n_groups * tiles * 16 * (sym ? 2 : 3) + (act_order ? cols * 8 : 0);
 }
 
 // A quantized linear as one gemv_fused launch: its prologue (RMSNorm / SwiGLU staged from their
@@ -196,7 +196,7 @@ void Planner::linear(size_t k) {
     }
     I.any_quantized = true;
     I.max_quant_rows = std::max(I.max_quant_rows, (N + 15) / 16 * 16);
-    // with act-order the prefill also gathers its input into the scratch
+    // with act-order the prefill also permutes its input into the scratch
     I.max_dequant_nk = std::max(I.max_dequant_nk, kcu::quantized_prefill_scratch(N, K, !q0->g_idx.empty(), I.max_rows));
   } else if (kind == LinearKind::W8A8) {
     lp->device_bytes = N * ((K + 15) / 16 * 16) + N * 4;
@@ -250,7 +250,7 @@ void Planner::linear(size_t k) {
              " 2:4: sparse tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
   else if (kind == LinearKind::Quant)
     label += " (W" + std::to_string(q0->bits) + " g" + std::to_string(q0->group_len()) +
-             (q0->symmetric ? " sym" : " asym") + (q0->g_idx.empty() ? "" : " act-order, input gathered") +
+             (q0->symmetric ? " sym" : " asym") + (q0->g_idx.empty() ? "" : " act-order, input permuted") +
              ": tensor-core GEMV for <= 16 rows, dequantize + cuBLAS above)";
   else if (kind == LinearKind::W8A8)
     label += std::string(" (W8A8, int8 activations ") + (lp->act_scale > 0 ? "static" : "per token") + ")";
