@@ -20,4 +20,14 @@ void fold_inverse_scales(Graph& g, const std::string& value, const std::vector<f
 // The node that produces `value`, or nullptr.
 const Node* producer(const Graph& g, const std::string& value);
 
+// Act-order moved to where it costs nothing: a quantized linear with g_idx (GPTQ's act-order)
+// whose input is llmc::SwiGLU(gate, up) of two linears that feed only that SwiGLU, which feeds
+// only it, gets its columns stored in group order (no g_idx), and gate's and up's output rows
+// (and biases) take the same order. That reorders the SwiGLU's channels, so the model computes
+// the same function (the down projection sums its terms in another order), and runtimes need
+// no permutation of the down projection's input. Linears whose groups are not one run of
+// group_size columns each, or whose weights are shared, stay as they are. Returns the number of
+// linears changed.
+int absorb_act_order(Graph& g);
+
 }  // namespace llmc::compress

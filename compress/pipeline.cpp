@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "calibrate/block_runner.hpp"
+#include "compress/fold.hpp"
 #include "compress/linear_passes.hpp"
 #include "compress/mixed_precision.hpp"
 #include "compress/shrink.hpp"
@@ -226,6 +227,8 @@ CompressReport compress_model(Model& model, const Recipe& recipe, const std::vec
 
   for (auto& st : recipe.stages)
     if (st.kind == Stage::Kind::Prune && !st.prune.structure.empty()) update_config_after_shrink(model);
+  // GPTQ act-order on a down projection: its permutation moves into gate's and up's rows (exact)
+  absorb_act_order(g);
   round_dense_weights(model, recipe.dense_dtype);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   model.metadata["llmc.recipe"] = recipe.to_json().dump();

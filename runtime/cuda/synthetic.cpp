@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <set>
 #include <vector>
 
 #include "runtime/builders/builders.hpp"
@@ -177,15 +178,20 @@ Model synthetic_model(const std::string& name, const std::string& scheme, uint64
   if (!bits) return m;
   Graph& g = m.graph;
   // act-order: the groups' columns scattered by a random permutation of each input, shared by the
-  // linears that read the same input (GPTQ orders them by the diagonal of the same Hessian)
+  // linears that read the same input (GPTQ orders them by the diagonal of the same Hessian);
+  // none on a linear that reads a SwiGLU, as `llmcompress quantize` writes them
+  // (compress::absorb_act_order moves that permutation into gate's and up's rows)
   std::map<std::string, std::vector<int32_t>> g_idx;
+  std::set<std::string> swiglu_out;
+  for (const Node& n : g.nodes)
+    if (n.op == "SwiGLU") swiglu_out.insert(n.outputs.begin(), n.outputs.end());
   for (Node& n : g.nodes) {
     if (n.domain != "llmc" || n.op != "Linear" || (n.name == "lm_head" && !head)) continue;
     const std::string wn = n.inputs[1];
     const Tensor& t = g.weights.at(wn);
     g.quantized[wn] = random_quantized(bits, t.dim(0), t.dim(1), group, ++s);
     if (sparse) make_2to4_codes(g.quantized[wn], ++s);
-    if (act_order) {
+    if (act_order && !swiglu_out.count(n.inputs[0])) {
       std::vector<int32_t>& gi = g_idx[n.inputs[0]];
       if (gi.empty()) {
         std::vector<int32_t> perm(static_cast<size_t>(t.dim(1)));

@@ -29,7 +29,8 @@ nlohmann::json synthetic_config(const std::string& name);
 //  "w4a16-head" the same as w4a16 with the head quantized too (--include-head);
 //  "w4a16-act-order" the w4a16 weights with act-order groups: each input's columns assigned to
 //               groups through a random permutation (g_idx), the same for the linears that share
-//               that input, as GPTQ's act-order assigns them;
+//               that input, as GPTQ's act-order assigns them; the down projections without, as
+//               `llmcompress quantize` writes them (their order moved into gate's and up's rows);
 //  "w8a16"      every decoder linear INT8 symmetric per channel.
 Model synthetic_model(const std::string& name, const std::string& scheme, uint64_t seed);
 

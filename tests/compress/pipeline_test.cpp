@@ -2,11 +2,14 @@
 // checked against float64 references in the other tests of this folder).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <numeric>
 #include <random>
 
+#include "compress/fold.hpp"
 #include "compress/pipeline.hpp"
 #include "formats/llmc.hpp"
 #include "runtime/loader.hpp"
@@ -185,4 +188,60 @@ TEST_CASE("structured pruning shrinks FFN channels and KV groups, and the model 
     Tensor b = s2.forward(ids);
     CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
   }
+}
+
+TEST_CASE("act-order: the down projection's permutation moves into gate's and up's rows, the logits stay") {
+  const auto calib = random_tokens(400, 12);
+  const auto ids = random_tokens(20, 13);
+  // GPTQ with act-order through the pipeline: down projections come out without g_idx, the
+  // linears reading the residual stream (q, k, v, gate, up) and o keep theirs.
+  Model m = tiny_llama(6);
+  compress::Recipe r = recipe_for("gptq", 4);
+  r.stages[0].quant.act_order = true;
+  compress::compress_model(m, r, calib);
+  int down = 0, kept = 0;
+  for (auto& [name, q] : m.graph.quantized) {
+    if (name.find("down_proj") != std::string::npos) {
+      CHECK(q.g_idx.empty());
+      ++down;
+    } else {
+      kept += !q.g_idx.empty();
+    }
+  }
+  CHECK(down == 2);
+  CHECK(kept == 12);
+
+  // The fold itself on act-order down projections (groups from a random column order, as GPTQ
+  // assigns them): the same logits up to the order of the down projection's sums.
+  Model a = tiny_llama(7);
+  compress::compress_model(a, recipe_for("rtn", 4), calib);
+  std::mt19937 rng(14);
+  for (auto& [name, q] : a.graph.quantized) {
+    if (name.find("down_proj") == std::string::npos) continue;
+    std::vector<int32_t> order(static_cast<size_t>(q.cols));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    q.g_idx.assign(order.size(), 0);
+    for (size_t j = 0; j < order.size(); ++j) q.g_idx[order[j]] = static_cast<int32_t>(j / q.group_len());
+  }
+  // layer 1's groups are not one run of group_size columns each (33 and 31): left as it is
+  QuantizedWeight& odd = a.graph.quantized.at("model.layers.1.mlp.down_proj.weight");
+  for (int64_t c = 0; c < odd.cols; ++c) odd.g_idx[c] = static_cast<int32_t>(c == 32 ? 0 : c / 32);
+  const std::vector<int32_t> odd_idx = odd.g_idx;
+  Model b = a;
+  CHECK(compress::absorb_act_order(b.graph) == 1);
+  CHECK(b.graph.quantized.at("model.layers.0.mlp.down_proj.weight").g_idx.empty());
+  CHECK(b.graph.quantized.at("model.layers.1.mlp.down_proj.weight").g_idx == odd_idx);
+  CHECK(b.graph.quantized.at("model.layers.0.mlp.gate_proj.weight").scales !=
+        a.graph.quantized.at("model.layers.0.mlp.gate_proj.weight").scales);  // rows reordered
+  runtime::Session sa(a), sb(b);
+  const auto la = sa.forward(ids).f32_values(), lb = sb.forward(ids).f32_values();
+  REQUIRE(la.size() == lb.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    diff = std::max(diff, std::fabs(static_cast<double>(la[i]) - lb[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(la[i])));
+  }
+  MESSAGE("act-order fold: max logit difference " << diff << " (max |logit| " << scale << ")");
+  CHECK(diff <= 1e-5 * scale);
 }
