@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/mma_util.cuh"
+#include "kernels/cuda/quant_gemv_tile.cuh"
 #include "kernels/cuda/prefill.hpp"
 
 namespace llmc::kernels::cuda {
@@ -97,20 +98,43 @@ void launch(const DequantArgs& a, int sm_count, cudaStream_t stream) {
 }
 
 // out[r, c] = x[r, perm[c]] (the act-order permutation of a prefill's input): block r copies row
-// r into shared memory as it is (coalesced), then writes out's row from shared memory at perm[c]
-// (coalesced too). Rows over the default 48 KiB of shared memory read x at perm[c] directly.
+// r into shared memory as it is, then writes out's row from shared memory at perm[c]; with
+// `vec` (K a multiple of 8, rows 16-byte aligned) a thread moves 8 columns per 16-byte access
+// and reads 8 indices per two, every access of its columns issued before any is used (one round
+// trip each way where K ≤ 2048, instead of one per column). Rows over the default 48 KiB of
+// shared memory read x at perm[c] directly.
 __global__ void __launch_bounds__(256) permute_rows_kernel(const __half* x, const int32_t* perm, __half* out, int m,
-                                                           int k, bool staged) {
-  extern __shared__ __half row[];
+                                                           int k, bool staged, bool vec) {
+  extern __shared__ uint4 row4[];
+  __half* row = reinterpret_cast<__half*>(row4);
   for (int r = blockIdx.x; r < m; r += gridDim.x) {
     const __half* src = x + static_cast<size_t>(r) * k;
-    if (staged) {
-      for (int c = threadIdx.x; c < k; c += blockDim.x) row[c] = src[c];
+    __half* dst = out + static_cast<size_t>(r) * k;
+    if (vec) {
+      const int k8 = k / 8;
+#pragma unroll 4
+      for (int v = threadIdx.x; v < k8; v += blockDim.x) row4[v] = reinterpret_cast<const uint4*>(src)[v];
       __syncthreads();
-    }
-    for (int c = threadIdx.x; c < k; c += blockDim.x) {
-      const int j = __ldg(perm + c);
-      out[static_cast<size_t>(r) * k + c] = staged ? row[j] : src[j];
+#pragma unroll 2
+      for (int v = threadIdx.x; v < k8; v += blockDim.x) {
+        int col[8];
+        detail::load_perm8(perm, k, v * 8, col);
+        __half h[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) h[e] = row[col[e]];
+        uint4 u;
+        memcpy(&u, h, 16);
+        reinterpret_cast<uint4*>(dst)[v] = u;
+      }
+    } else {
+      if (staged) {
+        for (int c = threadIdx.x; c < k; c += blockDim.x) row[c] = src[c];
+        __syncthreads();
+      }
+      for (int c = threadIdx.x; c < k; c += blockDim.x) {
+        const int j = __ldg(perm + c);
+        dst[c] = staged ? row[j] : src[j];
+      }
     }
     __syncthreads();  // the row is rewritten by the next r
   }
@@ -120,18 +144,22 @@ __global__ void __launch_bounds__(256) permute_rows_kernel(const __half* x, cons
 
 namespace {
 
+// Where the permuted input starts in the scratch: after the dequantized weight, 256-byte aligned.
+int64_t permuted_input_offset(int64_t n, int64_t k) { return (n * k + 127) / 128 * 128; }
+
 // The input of an act-order weight's GEMM: x[:, perm] into the scratch after the dequantized
 // weight; x itself otherwise.
 const uint16_t* gemm_input(const GpuQuantWeight& w, const uint16_t* x, int64_t m, uint16_t* scratch,
                            cudaStream_t stream) {
   if (!w.perm()) return x;
   const GemvLayout& l = w.layout();
-  uint16_t* xg = scratch + quantized_prefill_scratch(l.rows, l.cols, false, 0);
+  uint16_t* xg = scratch + permuted_input_offset(l.rows, l.cols);
   const bool staged = l.cols * 2 <= 48 * 1024;
+  const bool vec = staged && l.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;  // xg: 256-byte aligned
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(m, 8 * int64_t{w.sm_count()}));
   permute_rows_kernel<<<grid, 256, staged ? l.cols * 2 : 0, stream>>>(reinterpret_cast<const __half*>(x), w.perm(),
                                                                       reinterpret_cast<__half*>(xg), static_cast<int>(m),
-                                                                      static_cast<int>(l.cols), staged);
+                                                                      static_cast<int>(l.cols), staged, vec);
   LLMC_CUDA_CHECK_LAUNCH("permute_rows (act-order prefill input)");
   return xg;
 }
@@ -166,8 +194,7 @@ void dequantize_to_f16(const GpuQuantWeight& w, uint16_t* out, cudaStream_t stre
 }
 
 int64_t quantized_prefill_scratch(int64_t n, int64_t k, bool act_order, int64_t m) {
-  const int64_t weight = (n * k + 127) / 128 * 128;  // the permuted input starts 256-byte aligned
-  return act_order ? weight + m * k : n * k;
+  return act_order ? permuted_input_offset(n, k) + m * k : n * k;
 }
 
 void linear_quantized_prefill(const GpuQuantWeight& w, const CublasHandle& h, const uint16_t* x, uint16_t* y,
