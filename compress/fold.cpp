@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
 
 namespace llmc::compress {
 
@@ -147,21 +146,19 @@ int absorb_act_order(Graph& g) {
     }
     if (shared) continue;
 
-    // The stored order: columns sorted by group, ascending within a group; each group must be
-    // one run of group_size columns (the last the rest), as GPTQ's act-order assigns them.
+    // The stored order (groups as contiguous runs); a g_idx that cannot take it stays as it is.
     QuantizedWeight& w = dq->second;
-    const int64_t ng = w.n_groups();
-    std::vector<int64_t> count(static_cast<size_t>(ng), 0);
-    bool ok = static_cast<int64_t>(w.g_idx.size()) == w.cols;
-    for (int32_t gi : w.g_idx) {
-      if (gi < 0 || gi >= ng) ok = false;
-      else ++count[static_cast<size_t>(gi)];
+    std::vector<int32_t> perm;
+    try {
+      perm = act_order_columns(w, "");
+    } catch (const Error&) {
+      continue;
     }
-    for (int64_t gi = 0; ok && gi < ng; ++gi) ok = count[static_cast<size_t>(gi)] == w.group_end(gi) - w.group_begin(gi);
-    if (!ok) continue;
-    std::vector<int32_t> perm(static_cast<size_t>(w.cols));
-    std::iota(perm.begin(), perm.end(), 0);
-    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return w.g_idx[a] < w.g_idx[b]; });
+    if (perm.empty()) {  // already in group order
+      w.g_idx.clear();
+      ++changed;
+      continue;
+    }
 
     // the producers' rows first (every check has passed: nothing below can fail half-way)
     for (const Node* p : {gate, up}) {

@@ -49,8 +49,9 @@ struct GemvLayout {
 //    Codes are unsigned: q + 8 / q + 128 (symmetric INT4 / INT8), q (asymmetric).
 //  scales: f16 [group][tile][g][2]: the scales of rows 16·tile + g and + 8 side by side.
 //  zeros: u8, same indexing (asymmetric only).
-//  perm (act-order weights only, else empty): the columns stored in group order, perm[k] being
-//    the input column that stored column k holds. A weight quantized with act-order (g_idx) has
+//  perm (act-order weights only, else empty): the columns stored in group order
+//    (act_order_columns, runtime/ir/quantized.hpp), perm[k] being the input column that stored
+//    column k holds. A weight quantized with act-order (g_idx) has
 //    its groups' columns scattered over the row; stored sorted by group they form the contiguous
 //    groups every kernel reads, and the kernels permute their input the same way as they stage
 //    it (x[:, perm[k]] at stored column k), so Σ_k is unchanged.
@@ -61,13 +62,6 @@ struct RepackedWeight {
   std::vector<uint8_t> zeros;
   std::vector<int32_t> perm;
 };
-
-// The stored column order of an act-order weight (RepackedWeight::perm): its input columns sorted
-// by group, ascending within a group; empty where g_idx is empty or already in that order. Throws
-// (after `where`) unless each group has the columns it would have without act-order
-// (QuantizedWeight::group_begin/end), which makes the sorted groups the contiguous ones the
-// kernels index by column / group length.
-std::vector<int32_t> act_order_perm(const QuantizedWeight& w, const std::string& where);
 
 // Validates w (errors name `name`) and repacks it. The GPU path needs a group length that is a
 // multiple of 32 unless one group spans the whole row; with act-order, a g_idx that gives every

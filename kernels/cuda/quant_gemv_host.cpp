@@ -1,7 +1,6 @@
 // Host side of the quantized GEMV: repacking QuantizedWeight into the fragment layout described
 // in quant_gemv.hpp, uploading it, and choosing the split-K plan of a launch.
 #include <algorithm>
-#include <numeric>
 
 #include "kernels/cuda/quant_gemv.hpp"
 
@@ -15,32 +14,6 @@ constexpr size_t kSmemBudget = 48 * 1024;    // default dynamic shared memory, n
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
-
-std::vector<int32_t> act_order_perm(const QuantizedWeight& w, const std::string& where) {
-  if (w.g_idx.empty()) return {};
-  const int64_t ng = w.n_groups();
-  check(static_cast<int64_t>(w.g_idx.size()) == w.cols,
-        where + "act-order g_idx has " + std::to_string(w.g_idx.size()) + " entries for " + std::to_string(w.cols) + " columns");
-  std::vector<int64_t> count(static_cast<size_t>(ng), 0);
-  for (int64_t c = 0; c < w.cols; ++c) {
-    const int32_t g = w.g_idx[static_cast<size_t>(c)];
-    if (g < 0 || g >= ng)
-      throw Error(where + "act-order g_idx[" + std::to_string(c) + "] = " + std::to_string(g) + " is not a group (" +
-                  std::to_string(ng) + " groups)");
-    ++count[static_cast<size_t>(g)];
-  }
-  for (int64_t g = 0; g < ng; ++g)
-    if (count[static_cast<size_t>(g)] != w.group_end(g) - w.group_begin(g))
-      throw Error(where + "act-order g_idx gives group " + std::to_string(g) + " " +
-                  std::to_string(count[static_cast<size_t>(g)]) + " columns; the GPU kernels need " +
-                  std::to_string(w.group_end(g) - w.group_begin(g)) + " (group_size each, the last group the rest)");
-  std::vector<int32_t> perm(static_cast<size_t>(w.cols));
-  std::iota(perm.begin(), perm.end(), 0);
-  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return w.g_idx[a] < w.g_idx[b]; });
-  for (int64_t c = 0; c < w.cols; ++c)
-    if (perm[static_cast<size_t>(c)] != c) return perm;
-  return {};  // already in group order: nothing to gather
-}
 
 GroupIndex group_index(int64_t k32_per_group, int64_t k32_blocks, const std::string& where) {
   GroupIndex gi;
@@ -77,7 +50,7 @@ RepackedWeight repack_for_gpu(const QuantizedWeight& w, const std::string& name)
   check(w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31), where + "shape too large for 32-bit indexing");
 
   RepackedWeight r;
-  r.perm = act_order_perm(w, where);
+  r.perm = act_order_columns(w, where);
   GemvLayout& l = r.layout;
   l.bits = w.bits;
   l.symmetric = w.symmetric;

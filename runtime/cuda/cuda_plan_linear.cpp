@@ -70,7 +70,7 @@ const QuantizedWeight& Planner::quantized(const Node& n) {
   if (gl <= 0) fail(n, "quantized weight '" + w + "' has group size " + std::to_string(gl));
   if (!q.g_idx.empty()) {  // act-order: the groups must sort into the contiguous ones the kernels read
     try {
-      (void)kcu::act_order_perm(q, "quantized weight '" + w + "' (" + fmt + "): ");
+      (void)act_order_columns(q, "quantized weight '" + w + "' (" + fmt + "): ");
     } catch (const Error& e) {
       fail(n, e.what());
     }

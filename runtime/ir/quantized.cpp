@@ -1,6 +1,7 @@
 #include "runtime/ir/quantized.hpp"
 
 #include <cmath>
+#include <numeric>
 
 namespace llmc {
 
@@ -122,6 +123,32 @@ void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t r1, float* ou
       }
     }
   }
+}
+
+std::vector<int32_t> act_order_columns(const QuantizedWeight& w, const std::string& where) {
+  if (w.g_idx.empty()) return {};
+  const int64_t ng = w.n_groups();
+  check(static_cast<int64_t>(w.g_idx.size()) == w.cols,
+        where + "act-order g_idx has " + std::to_string(w.g_idx.size()) + " entries for " + std::to_string(w.cols) + " columns");
+  std::vector<int64_t> count(static_cast<size_t>(ng), 0);
+  for (int64_t c = 0; c < w.cols; ++c) {
+    const int32_t g = w.g_idx[static_cast<size_t>(c)];
+    if (g < 0 || g >= ng)
+      throw Error(where + "act-order g_idx[" + std::to_string(c) + "] = " + std::to_string(g) + " is not a group (" +
+                  std::to_string(ng) + " groups)");
+    ++count[static_cast<size_t>(g)];
+  }
+  for (int64_t g = 0; g < ng; ++g)
+    if (count[static_cast<size_t>(g)] != w.group_end(g) - w.group_begin(g))
+      throw Error(where + "act-order g_idx gives group " + std::to_string(g) + " " +
+                  std::to_string(count[static_cast<size_t>(g)]) + " columns; contiguous groups need " +
+                  std::to_string(w.group_end(g) - w.group_begin(g)) + " (group_size each, the last group the rest)");
+  std::vector<int32_t> perm(static_cast<size_t>(w.cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return w.g_idx[a] < w.g_idx[b]; });
+  for (int64_t c = 0; c < w.cols; ++c)
+    if (perm[static_cast<size_t>(c)] != c) return perm;
+  return {};  // already in group order
 }
 
 Tensor dequantize(const QuantizedWeight& w, const std::string& name) {

@@ -58,6 +58,14 @@ struct QuantizedWeight {
   size_t nbytes() const;
 };
 
+// An act-order weight's columns sorted by group, ascending within a group (order[k] = the column
+// at position k), so that its groups become contiguous runs: what the CUDA kernels store and what
+// compress::absorb_act_order moves into the producers of a down projection's input. Needs every
+// group to hold the columns it would hold without act-order (group_size each, the last the rest),
+// as GPTQ's act-order assigns them, and throws Error after `where` otherwise (or for a g_idx of
+// the wrong length or out of range). Empty where g_idx is empty or already in that order.
+std::vector<int32_t> act_order_columns(const QuantizedWeight& w, const std::string& where);
+
 // Rows [r0, r1) dequantized into out[(r1 − r0), cols] (f32, row-major).
 void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t r1, float* out);
 // The whole weight as an f32 tensor [rows, cols]; validates first (errors name `name`).
