@@ -57,6 +57,7 @@ run 2of4-wanda        prune "$MODEL" --method wanda --pattern 2:4 $CALIB
 run 2of4-sparsegpt    prune "$MODEL" --method sparsegpt --pattern 2:4 $CALIB
 run 2of4-sparsegpt-w4-gptq compress "$MODEL" --recipe examples/recipes/2of4_w4_gptq.yaml $CALIB
 run ffn25-wanda       prune "$MODEL" --method wanda --pattern channels --sparsity 0.25 $CALIB
+run w4a16-g128-gptq-act-order quantize "$MODEL" --scheme w4a16 --method gptq --group-size 128 --act-order $CALIB
 run w4a16-g128-gptq-emb8 quantize "$MODEL" --scheme w4a16 --method gptq --group-size 128 --quantize-embeddings 8 $CALIB
 run w4a16-g64-rtn    quantize "$MODEL" --scheme w4a16 --method rtn --group-size 64 $CALIB
 run w4a16-g64-gptq   quantize "$MODEL" --scheme w4a16 --method gptq --group-size 64 $CALIB
