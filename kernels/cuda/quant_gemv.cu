@@ -29,15 +29,16 @@ struct GemvArgs {
   const int32_t* perm;  // act-order: staged column c is x's column perm[c] (GpuQuantWeight::perm)
 };
 
-// Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K
-// (gathered by the act-order permutation where the weight has one).
-template <int MP>
+// Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K;
+// GATHER (act-order, a template argument so that kernels without it keep their registers): staged
+// column c from x's column p.perm[c].
+template <int MP, bool GATHER>
 __device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg, int kslice) {
   const int vecs = kslice / 8;
   for (int i = threadIdx.x; i < MP * vecs; i += kThreads) {
     const int mm = i / vecs, kk = (i - mm * vecs) * 8, kg = kbeg + kk;
     uint4 v = make_uint4(0, 0, 0, 0);
-    if (mm < p.m && p.perm) {
+    if (GATHER && mm < p.m) {
       const __half* row = p.x + static_cast<size_t>(mm) * p.k;
       int col[8];
       load_perm8(p.perm, p.k, kg, col);
@@ -60,7 +61,7 @@ __device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg,
   }
 }
 
-template <int BITS, int NT, bool ASYM>
+template <int BITS, int NT, bool ASYM, bool GATHER>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   constexpr int MP = 8 * NT;
   constexpr int KC = BITS == 4 ? 64 : 32;
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   // workspace may still be in use by the kernel before this one in the stream.
   grid_dependency_wait();
   launch_dependents();  // the next kernel's blocks may start prefetching beside ours (gemv_fused)
-  stage_x<MP>(p, xs, c0 * KC, (c1 - c0) * KC);
+  stage_x<MP, GATHER>(p, xs, c0 * KC, (c1 - c0) * KC);
   __syncthreads();
 
   float acc[NT][4] = {};
@@ -150,7 +151,10 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
 
 template <int BITS, int NT, bool ASYM>
 void launch(const GemvArgs& a, dim3 grid, size_t smem, bool overlap, cudaStream_t stream) {
-  launch_kernel(gemv_kernel<BITS, NT, ASYM>, grid, dim3(kThreads), smem, overlap, stream, a);
+  if (a.perm)
+    launch_kernel(gemv_kernel<BITS, NT, ASYM, true>, grid, dim3(kThreads), smem, overlap, stream, a);
+  else
+    launch_kernel(gemv_kernel<BITS, NT, ASYM, false>, grid, dim3(kThreads), smem, overlap, stream, a);
   LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
 }
 
