@@ -120,7 +120,7 @@ __device__ __forceinline__ void load8(const StageArgs& p, const void* base, int 
 // loaded beside the inputs themselves, which are read in their own order (coalesced, 16 bytes at
 // a time) and written to shared memory one by one where the kernel's fragments expect them. A
 // gather from global memory instead (staged column c read from input column perm[c]) cost 2.9 µs
-// per linear of a TinyLlama decode step on an H100: 32 sectors per load instruction.
+// per linear of a TinyLlama decode step on an H100 (up to 32 sectors per load instruction).
 template <bool SCATTER>
 __device__ __forceinline__ void load_pos8(const StageArgs& p, int c, int (&pos)[8]) {
   if constexpr (SCATTER) load_perm8(p.scatter, p.k, c, pos);
