@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   int runs = 100;
   bool quick = false;
+  int64_t shape_n = 0, shape_k = 0;  // --shape NxK: that shape only
   bool only_w8a8_sparse = false, sparse_search = false, sparse_layouts = false, tinyllama = false, decode = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -135,6 +136,17 @@ int main(int argc, char** argv) {
       runs = std::max(50, std::atoi(argv[++i]));
     } else if (a == "--quick") {
       quick = true;  // only 11008×4096 (profiling, smoke tests)
+    } else if (a == "--shape" && i + 1 < argc) {  // one N×K only (profiling one kernel with ncu)
+      const std::string v = argv[++i];
+      const size_t xpos = v.find('x');
+      if (xpos != std::string::npos) {
+        shape_n = std::atoll(v.substr(0, xpos).c_str());
+        shape_k = std::atoll(v.substr(xpos + 1).c_str());
+      }
+      if (shape_n <= 0 || shape_k <= 0 || shape_n > 11264) {
+        std::fprintf(stderr, "bench_kernels: --shape wants NxK with 1 <= N <= 11264, got %s\n", v.c_str());
+        return 2;
+      }
     } else if (a == "--sparse-search") {
       sparse_search = true;  // also time cuSPARSELt plans chosen by timing every configuration
     } else if (a == "--sparse-layouts") {
@@ -146,7 +158,7 @@ int main(int argc, char** argv) {
     } else if (a == "--w8a8-sparse") {
       only_w8a8_sparse = true;  // cuBLAS f16, W8A8 and 2:4 sparse rows only
     } else {
-      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--w8a8-sparse] [--sparse-search] [--sparse-layouts] [--tinyllama] [--decode]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--json FILE] [--runs N≥50] [--quick] [--shape NxK] [--w8a8-sparse] [--sparse-search] [--sparse-layouts] [--tinyllama] [--decode]\n");
       return 2;
     }
   }
@@ -215,6 +227,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> ms = {1, 16, 128, 2048};
     if (tinyllama) shapes = {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}};
     if (tinyllama || decode) ms = {1, 16};
+    if (shape_n > 0) shapes = {{shape_n, shape_k}};
     const int64_t max_m = 2048;
     int64_t max_n = 0, max_k = 0;  // the contexts below cover every shape
     for (const Shape& sh : shapes) max_n = std::max(max_n, sh.n), max_k = std::max(max_k, sh.k);
