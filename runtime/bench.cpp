@@ -109,9 +109,7 @@ BenchResult bench_model(const std::string& path, const BenchOptions& opt) {
     }
     decode.push_back(secs(b, Clock::now()));
   }
-  std::sort(prefill.begin(), prefill.end());
-  std::sort(decode.begin(), decode.end());
-  const double p = prefill[prefill.size() / 2], d = decode[decode.size() / 2];
+  const double p = median(prefill), d = median(decode);
   r.ttft_s = p;
   r.prefill_tok_s = opt.prompt_len / p;
   r.decode_tok_s = opt.gen_len / d;
@@ -119,6 +117,12 @@ BenchResult bench_model(const std::string& path, const BenchOptions& opt) {
   r.peak_rss = peak_resident_bytes();
   r.copy_gb_s = measure_copy_bandwidth();
   return r;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace llmc::runtime

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,9 @@ struct BenchResult {
 int64_t resident_bytes();
 // Peak resident set size so far, in bytes.
 int64_t peak_resident_bytes();
+// The median of samples (the upper of the two middle values for an even count; 0 for none): what
+// every benchmark here reports of its repeated runs.
+double median(std::vector<double> v);
 // Large memcpy bandwidth in GB/s (bytes read + written), best of several runs.
 double measure_copy_bandwidth();
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cuda/device_buffer.hpp"
+#include "runtime/bench.hpp"
 
 namespace llmc::runtime {
 
@@ -16,10 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 int64_t used_device_bytes() {
   size_t free_b = 0, total_b = 0;
   LLMC_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));

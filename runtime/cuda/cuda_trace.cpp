@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "runtime/bench.hpp"
 #include "runtime/ir/error.hpp"
 
 #ifdef LLMC_HAVE_CUPTI
@@ -22,11 +23,6 @@
 namespace llmc::runtime {
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 #ifdef LLMC_HAVE_CUPTI
 // The trace being recorded (one at a time). CUPTI may hand buffers back from a thread of its own.
