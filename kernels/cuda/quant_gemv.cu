@@ -13,8 +13,6 @@ namespace {
 
 using namespace detail;
 
-constexpr int kWarps = 8;           // one 16-row tile per warp: 128 rows per block
-constexpr int kThreads = kWarps * 32;
 constexpr int kPrefetch = kGemvPrefetch;
 
 struct GemvArgs {
@@ -32,10 +30,10 @@ struct GemvArgs {
 // Stages x[0..m, c0·KC ..) into shared memory as [MP][xs_stride] f16, zero past m and past K;
 // GATHER (act-order, a template argument so that kernels without it keep their registers): staged
 // column c from x's column p.perm[c].
-template <int MP, bool GATHER>
+template <int MP, bool GATHER, int W>
 __device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg, int kslice) {
   const int vecs = kslice / 8;
-  for (int i = threadIdx.x; i < MP * vecs; i += kThreads) {
+  for (int i = threadIdx.x; i < MP * vecs; i += W * 32) {
     const int mm = i / vecs, kk = (i - mm * vecs) * 8, kg = kbeg + kk;
     uint4 v = make_uint4(0, 0, 0, 0);
     if (GATHER && mm < p.m) {
@@ -61,8 +59,11 @@ __device__ __forceinline__ void stage_x(const GemvArgs& p, __half* xs, int kbeg,
   }
 }
 
-template <int BITS, int NT, bool ASYM, bool GATHER>
-__global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
+// W warps, one 16-row tile each: 8 (two blocks per SM) or 16 (one; more than 8 tokens of a tall
+// weight, where every block stages its K slice of all 16 rows of x and taller blocks stage it
+// fewer times: plan_gemv).
+template <int BITS, int NT, bool ASYM, bool GATHER, int W>
+__global__ void __launch_bounds__(W * 32, 16 / W) gemv_kernel(const GemvArgs p) {
   constexpr int MP = 8 * NT;
   constexpr int KC = BITS == 4 ? 64 : 32;
   using B = Batch<BITS, ASYM>;
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, tig = lane & 3;
   const int rb = blockIdx.x, split = blockIdx.y;
-  const int t = rb * kWarps + warp;
+  const int t = rb * W + warp;
   const bool tile_ok = t < p.w.tiles;
   const int c0 = split * p.chunks_per_split;
   const int c1 = min(c0 + p.chunks_per_split, p.w.chunks);
@@ -85,7 +86,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   // workspace may still be in use by the kernel before this one in the stream.
   grid_dependency_wait();
   launch_dependents();  // the next kernel's blocks may start prefetching beside ours (gemv_fused)
-  stage_x<MP, GATHER>(p, xs, c0 * KC, (c1 - c0) * KC);
+  stage_x<MP, GATHER, W>(p, xs, c0 * KC, (c1 - c0) * KC);
   __syncthreads();
 
   float acc[NT][4] = {};
@@ -133,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
   // the reduction costs about one L2 round trip per kUnroll splits (4 at 16 tokens keeps the
   // kernel under its 128-register cap without spills).
   constexpr int kPer = MP / 2, kUnroll = NT == 2 ? 4 : 8;
-  const int row = rb * kWarps * 16 + (threadIdx.x & 127), m0 = threadIdx.x >> 7;
+  const int row = rb * W * 16 + threadIdx.x % (W * 16), m0 = threadIdx.x / (W * 16);  // 2·W·16 threads
   if (row < p.n) {
     float sum[kPer] = {};
     const float* src = p.ws + row;
@@ -150,11 +151,25 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const GemvArgs p) {
 }
 
 template <int BITS, int NT, bool ASYM>
-void launch(const GemvArgs& a, dim3 grid, size_t smem, bool overlap, cudaStream_t stream) {
-  if (a.perm)
-    launch_kernel(gemv_kernel<BITS, NT, ASYM, true>, grid, dim3(kThreads), smem, overlap, stream, a);
-  else
-    launch_kernel(gemv_kernel<BITS, NT, ASYM, false>, grid, dim3(kThreads), smem, overlap, stream, a);
+void launch(const GemvArgs& a, int warps, size_t smem, bool overlap, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((a.w.tiles + warps - 1) / warps), static_cast<unsigned>(a.splits));
+  // 16-warp blocks only above 8 tokens (plan_gemv), so the one-token kernels are built for 8 only.
+  bool launched = false;
+  if constexpr (NT == 2) {
+    if (warps == 16) {
+      if (a.perm)
+        launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 16>, grid, dim3(16 * 32), smem, overlap, stream, a);
+      else
+        launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 16>, grid, dim3(16 * 32), smem, overlap, stream, a);
+      launched = true;
+    }
+  }
+  if (!launched) {
+    if (a.perm)
+      launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
+    else
+      launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
+  }
   LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
 }
 
@@ -182,19 +197,19 @@ void gemv_quantized(const GpuQuantWeight& w, const uint16_t* x, uint16_t* y, int
   a.x_vec = l.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   a.perm = w.perm();
   const size_t smem = plan.smem_bytes;
-  const dim3 grid(static_cast<unsigned>((l.tiles + kWarps - 1) / kWarps), static_cast<unsigned>(plan.splits));
+  const int wp = plan.warps;
   const bool nt2 = m > 8;
   const bool overlap = w.compute_major() >= 9 && ws.options().overlap_launches;
   if (l.bits == 4) {
     if (l.symmetric)
-      nt2 ? launch<4, 2, false>(a, grid, smem, overlap, stream) : launch<4, 1, false>(a, grid, smem, overlap, stream);
+      nt2 ? launch<4, 2, false>(a, wp, smem, overlap, stream) : launch<4, 1, false>(a, wp, smem, overlap, stream);
     else
-      nt2 ? launch<4, 2, true>(a, grid, smem, overlap, stream) : launch<4, 1, true>(a, grid, smem, overlap, stream);
+      nt2 ? launch<4, 2, true>(a, wp, smem, overlap, stream) : launch<4, 1, true>(a, wp, smem, overlap, stream);
   } else {
     if (l.symmetric)
-      nt2 ? launch<8, 2, false>(a, grid, smem, overlap, stream) : launch<8, 1, false>(a, grid, smem, overlap, stream);
+      nt2 ? launch<8, 2, false>(a, wp, smem, overlap, stream) : launch<8, 1, false>(a, wp, smem, overlap, stream);
     else
-      nt2 ? launch<8, 2, true>(a, grid, smem, overlap, stream) : launch<8, 1, true>(a, grid, smem, overlap, stream);
+      nt2 ? launch<8, 2, true>(a, wp, smem, overlap, stream) : launch<8, 1, true>(a, wp, smem, overlap, stream);
   }
 }
 

@@ -8,7 +8,7 @@ namespace llmc::kernels::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 128;           // 8 warps × one 16-row tile (quant_gemv.cu)
+constexpr int kRowsPerBlock = 128;  // the shorter row block (8 warps × one 16-row tile, quant_gemv.cu): one counter each
 constexpr size_t kSmemBudget = 48 * 1024;    // default dynamic shared memory, no opt-in needed
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -130,19 +130,26 @@ GemvPlan plan_gemv(const GemvLayout& l, int64_t m, int sm_count, int max_splits,
   check(m >= 1 && m <= 16, "gemv_quantized: m must be in [1, 16], got " + std::to_string(m));
   check(max_splits >= 1, "gemv_quantized: max_splits must be ≥ 1");
   const int64_t mp = m <= 8 ? 8 : 16;  // activation rows staged (one or two n8 mma tiles)
-  const int64_t row_blocks = ceil_div(l.padded_rows(), kRowsPerBlock);
+  // More than 8 tokens and at least 8192 rows: blocks of 16 warps, one per SM. Every block stages
+  // its K slice of all 16 rows of x; twice the rows per block halve that traffic and each
+  // thread's share of it. Measured at 16 tokens (H100, docs/perf/cuda.md "W4 GEMV at 16 tokens"):
+  // 11008×4096 15.02 → 14.21 µs, 11264×2048 9.35 → 9.25; with fewer rows too few blocks remain
+  // (4096×4096 10.36 → 10.43, 2048×5632 11.61 → 12.71).
+  const int warps = m > 8 && l.padded_rows() >= 8192 ? 16 : 8, blocks_per_sm = 16 / warps;
+  const int64_t row_blocks = ceil_div(l.padded_rows(), int64_t{16} * warps);
   const int64_t max_cps = std::max<int64_t>(1, (static_cast<int64_t>(kSmemBudget) / (2 * mp) - 32) / l.chunk_k);
   int64_t cps;
   if (forced_splits > 0) {
     cps = ceil_div(l.chunks, std::min(forced_splits, max_splits));
   } else {
-    // Two resident blocks of 8 warps per SM keep ~64 KB of loads in flight per SM; split K until
-    // the grid fills that, but no finer than one chunk per split.
-    const int64_t target = 2 * static_cast<int64_t>(sm_count);
+    // Sixteen resident warps per SM keep ~64 KB of loads in flight per SM; split K until the
+    // grid fills that, but no finer than one chunk per split.
+    const int64_t target = blocks_per_sm * static_cast<int64_t>(sm_count);
     const int64_t splits = std::clamp<int64_t>((target + row_blocks / 2) / row_blocks, 1, l.chunks);
     cps = std::max(std::min(ceil_div(l.chunks, splits), max_cps), ceil_div(l.chunks, max_splits));
   }
   GemvPlan p;
+  p.warps = warps;
   p.chunks_per_split = static_cast<int>(cps);
   p.splits = static_cast<int>(ceil_div(l.chunks, cps));
   const int64_t kslice = cps * l.chunk_k;

@@ -43,6 +43,14 @@ TEST_CASE("repack_for_gpu and plan_gemv reject what the GPU kernels do not take"
   CHECK(p1.smem_bytes <= 48 * 1024);
   CHECK(plan_gemv(big.layout, 16, 132, 16).smem_bytes <= 48 * 1024);
   CHECK(plan_gemv(big.layout, 1, 132, 3).splits <= 3);
+  // 16-warp blocks (one per SM) only above 8 tokens of at least 8192 rows.
+  CHECK(p1.warps == 8);
+  CHECK(plan_gemv(big.layout, 16, 132, 16).warps == 8);
+  const RepackedWeight tall = repack_for_gpu(random_quantized(4, true, 11008, 4096, 128, 7), "w");
+  CHECK(plan_gemv(tall.layout, 8, 132, 16).warps == 8);
+  const GemvPlan p16 = plan_gemv(tall.layout, 9, 132, 16);
+  CHECK(p16.warps == 16);
+  CHECK(p16.splits * 43 <= 132);
 }
 
 TEST_CASE("group_index gives each 32-column block its group as integer division does") {
@@ -163,7 +171,10 @@ TEST_CASE("gemv_quantized matches the CPU twin linear_quantized") {
       {8, false, 1000, 576, 0, {1, 16}, {0, 1}},
       {8, false, 200, 160, 32, {1, 16}, {0, 1}},
       {8, true, 4096, 4096, 0, {1, 16}, {0}},
+      {4, true, 8200, 576, 64, {9, 16}, {0, 1, 3}},  // 16-warp blocks, the last one with a single tile
+      {4, false, 8200, 256, 128, {16}, {0, 1}},
       {4, true, 1000, 576, 64, {1, 5, 16}, {0, 1, 3}, true},
+      {4, true, 8200, 576, 64, {16}, {0, 3}, true},
       {4, false, 37, 100, 32, {1, 3, 16}, {0, 1}, true},  // K not a multiple of 8, a last group of 4
       {4, true, 4096, 11008, 128, {1, 16}, {0}, true},
       {8, false, 200, 160, 32, {1, 16}, {0, 1}, true},
