@@ -154,22 +154,20 @@ template <int BITS, int NT, bool ASYM>
 void launch(const GemvArgs& a, int warps, size_t smem, bool overlap, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.w.tiles + warps - 1) / warps), static_cast<unsigned>(a.splits));
   // 16-warp blocks only above 8 tokens (plan_gemv), so the one-token kernels are built for 8 only.
-  bool launched = false;
   if constexpr (NT == 2) {
     if (warps == 16) {
       if (a.perm)
         launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 16>, grid, dim3(16 * 32), smem, overlap, stream, a);
       else
         launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 16>, grid, dim3(16 * 32), smem, overlap, stream, a);
-      launched = true;
+      LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
+      return;
     }
   }
-  if (!launched) {
-    if (a.perm)
-      launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
-    else
-      launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
-  }
+  if (a.perm)
+    launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
+  else
+    launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
   LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
 }
 

@@ -133,9 +133,9 @@ class GemvWorkspace {
   DeviceBuffer<unsigned> counters_;
 };
 
-// How a GEMV is split: blocks of `warps` warps (one 16-row tile each: 8, or 16 at more than 8
-// tokens), `splits` of them along K for each row block, each taking chunks_per_split chunks (its
-// activations staged in shared memory, xs_stride halves a row).
+// How a GEMV is split: blocks of `warps` warps (one 16-row tile each: 8, or 16 for more than 8
+// tokens of at least 8192 rows), `splits` of them along K for each row block, each taking
+// chunks_per_split chunks (its activations staged in shared memory, xs_stride halves a row).
 struct GemvPlan {
   int warps = 8, splits = 1, chunks_per_split = 1, xs_stride = 0;
   size_t smem_bytes = 0;
