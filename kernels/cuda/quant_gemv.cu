@@ -150,25 +150,22 @@ __global__ void __launch_bounds__(W * 32, 16 / W) gemv_kernel(const GemvArgs p) 
   if (threadIdx.x == 0) p.counters[rb] = 0;  // ready for the next launch (stream order)
 }
 
+template <int BITS, int NT, bool ASYM, int W>
+void launch_warps(const GemvArgs& a, size_t smem, bool overlap, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((a.w.tiles + W - 1) / W), static_cast<unsigned>(a.splits));
+  if (a.perm)
+    launch_kernel(gemv_kernel<BITS, NT, ASYM, true, W>, grid, dim3(W * 32), smem, overlap, stream, a);
+  else
+    launch_kernel(gemv_kernel<BITS, NT, ASYM, false, W>, grid, dim3(W * 32), smem, overlap, stream, a);
+  LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
+}
+
 template <int BITS, int NT, bool ASYM>
 void launch(const GemvArgs& a, int warps, size_t smem, bool overlap, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((a.w.tiles + warps - 1) / warps), static_cast<unsigned>(a.splits));
   // 16-warp blocks only above 8 tokens (plan_gemv), so the one-token kernels are built for 8 only.
-  if constexpr (NT == 2) {
-    if (warps == 16) {
-      if (a.perm)
-        launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 16>, grid, dim3(16 * 32), smem, overlap, stream, a);
-      else
-        launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 16>, grid, dim3(16 * 32), smem, overlap, stream, a);
-      LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
-      return;
-    }
-  }
-  if (a.perm)
-    launch_kernel(gemv_kernel<BITS, NT, ASYM, true, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
-  else
-    launch_kernel(gemv_kernel<BITS, NT, ASYM, false, 8>, grid, dim3(8 * 32), smem, overlap, stream, a);
-  LLMC_CUDA_CHECK_LAUNCH("gemv_quantized");
+  if constexpr (NT == 2)
+    if (warps == 16) return launch_warps<BITS, NT, ASYM, 16>(a, smem, overlap, stream);
+  launch_warps<BITS, NT, ASYM, 8>(a, smem, overlap, stream);
 }
 
 }  // namespace

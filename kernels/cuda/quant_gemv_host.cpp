@@ -8,7 +8,7 @@ namespace llmc::kernels::cuda {
 
 namespace {
 
-constexpr int kRowsPerBlock = 128;  // the shorter row block (8 warps × one 16-row tile, quant_gemv.cu): one counter each
+constexpr int kRowsPerBlock = 128;         // the shorter row block (8 warps × 16 rows): one split-K counter each
 constexpr size_t kSmemBudget = 48 * 1024;    // default dynamic shared memory, no opt-in needed
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
