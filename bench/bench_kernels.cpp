@@ -123,6 +123,7 @@ void log_row(const Row& r) {  // progress on stderr, so a failure later still le
 }  // namespace
 
 int main(int argc, char** argv) {
+  constexpr int64_t kMaxRows = 11264;  // the largest N of the shapes below (--tinyllama: gate|up), and of --shape
   std::string json_path;
   int runs = 100;
   bool quick = false;
@@ -143,8 +144,9 @@ int main(int argc, char** argv) {
         shape_n = std::atoll(v.substr(0, xpos).c_str());
         shape_k = std::atoll(v.substr(xpos + 1).c_str());
       }
-      if (shape_n <= 0 || shape_k <= 0 || shape_n > 11264) {
-        std::fprintf(stderr, "bench_kernels: --shape wants NxK with 1 <= N <= 11264, got %s\n", v.c_str());
+      if (shape_n <= 0 || shape_k <= 0 || shape_n > kMaxRows) {
+        std::fprintf(stderr, "bench_kernels: --shape wants NxK with 1 <= N <= %lld, got %s\n",
+                     static_cast<long long>(kMaxRows), v.c_str());
         return 2;
       }
     } else if (a == "--sparse-search") {
@@ -197,7 +199,6 @@ int main(int argc, char** argv) {
                  gemm_tflops, noop_us);
     // Launch variants of the W4 GEMV (quant_gemv.hpp, GemvOptions): the default overlaps each
     // launch with the previous kernel's tail; "serial" shows what that is worth.
-    constexpr int64_t kMaxRows = 11264;  // the largest N of the shapes below (--tinyllama: gate|up)
     GemvWorkspace ws(kMaxRows, 16);
     struct Variant {
       const char* name;
